@@ -1,0 +1,1 @@
+"""Thin Prefect flows and tasks over :mod:`pipeline`."""

@@ -1,0 +1,37 @@
+"""The ``citywatch`` command line.
+
+Each command lives in its own module in this package and exposes ``register(app)``; this
+module discovers them, so commands can be added without touching a shared file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+
+import typer
+
+app = typer.Typer(
+    name="citywatch",
+    help="Camera frames in MinIO -> OpenCV detectors in Prefect flows -> MQTT alerts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_mod}").register(app)
+
+
+def main() -> None:
+    app()

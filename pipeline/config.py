@@ -1,0 +1,286 @@
+"""Configuration: a strictly validated YAML file plus ``CITYWATCH_*`` environment overrides.
+
+Unknown keys and out-of-range values fail with the field's path (e.g.
+``cameras.0.location.lat: Input should be less than or equal to 90``). Secrets may be written
+as ``${ENV_VAR}`` in the YAML and are held as ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from detectors import CongestionSettings, FireSettings, FloodSettings, ObstructionSettings, SmokeSettings
+from pipeline.keys import validate_camera_id
+
+_TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names each bad field by its path."""
+
+
+class S3Settings(_Strict):
+    """Object store (MinIO in production) holding frames and alert snapshots."""
+
+    url: str = Field("http://127.0.0.1:9000", description="Endpoint, http:// or https://")
+    access_key: SecretStr | None = Field(None, description="From CITYWATCH_S3_ACCESS_KEY")
+    secret_key: SecretStr | None = Field(None, description="From CITYWATCH_S3_SECRET_KEY")
+    region: str = "us-east-1"
+    frames_bucket: str = Field("frames", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    alerts_bucket: str = Field("alerts", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    presign_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600, description="Snapshot URL lifetime")
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must look like http://host:port, got {url!r}")
+        return url.rstrip("/")
+
+    @property
+    def endpoint(self) -> str:
+        """host:port as the minio client wants it."""
+        parts = urlsplit(self.url)
+        return parts.netloc
+
+    @property
+    def secure(self) -> bool:
+        return urlsplit(self.url).scheme == "https"
+
+
+class MqttSettings(_Strict):
+    """Broker the alerts go to. ``url`` is ``mqtt://user:pass@host:port`` or ``mqtts://`` for TLS."""
+
+    url: str = Field("mqtt://127.0.0.1:1883", description="From CITYWATCH_MQTT_URL")
+    username: str | None = None
+    password: SecretStr | None = None
+    topic_prefix: str = Field("citywatch", description="Topics are <prefix>/alerts/<type>/<camera>")
+    qos: int = Field(1, ge=1, le=2)
+    ca_file: Path | None = Field(None, description="CA bundle for mqtts://")
+    cert_file: Path | None = Field(None, description="Client certificate (optional)")
+    key_file: Path | None = Field(None, description="Client key (optional)")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must look like mqtt://[user:pass@]host[:port] or mqtts://...")
+        return url
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, prefix: str) -> str:
+        if not _TOPIC_SAFE.match(prefix):
+            raise ValueError("may hold only A-Z a-z 0-9 _ - and single '/' separators")
+        return prefix
+
+    @model_validator(mode="after")
+    def _credentials_from_url(self) -> "MqttSettings":
+        parts = urlsplit(self.url)
+        if parts.username and self.username is None:
+            self.username = unquote(parts.username)
+        if parts.password and self.password is None:
+            self.password = SecretStr(unquote(parts.password))
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class CapSettings(_Strict):
+    """CAP 1.2 XML output alongside the JSON alerts."""
+
+    enabled: bool = False
+    sender: str = Field("citywatch@ioc.example.org", min_length=3, max_length=200)
+    area_radius_km: float = Field(0.2, gt=0, le=100)
+
+
+class AlertSettings(_Strict):
+    """Incident lifecycle: debounce before start, hysteresis before end, heartbeat, cooldown."""
+
+    debounce_hits: int = Field(3, ge=1, le=100, description="Active frames needed ...")
+    debounce_window: int = Field(5, ge=1, le=200, description="... among the last this many frames")
+    end_after_s: float = Field(30.0, ge=1, le=3600, description="Seconds without evidence before end")
+    update_heartbeat_s: float = Field(60.0, ge=5, le=86400, description="Update at least this often")
+    cooldown_s: float = Field(60.0, ge=0, le=86400, description="Quiet time after end before a new start")
+    cap: CapSettings = CapSettings()
+
+    @model_validator(mode="after")
+    def _hits_fit_window(self) -> "AlertSettings":
+        if self.debounce_hits > self.debounce_window:
+            raise ValueError("debounce_hits must not exceed debounce_window")
+        return self
+
+
+class HealthSettings(_Strict):
+    """Camera health: when a camera is stale, then offline (short blips are ignored)."""
+
+    stale_after_s: float = Field(30.0, gt=0, le=86400)
+    offline_after_s: float = Field(120.0, gt=0, le=7 * 86400)
+
+    @model_validator(mode="after")
+    def _order(self) -> "HealthSettings":
+        if self.offline_after_s < self.stale_after_s:
+            raise ValueError("offline_after_s must be >= stale_after_s")
+        return self
+
+
+class WorkerSettings(_Strict):
+    """The process that runs the watch flow."""
+
+    name: str = Field("worker-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    state_dir: Path = Field(Path(".citywatch"), description="Outbox, checkpoints, incident state")
+    poll_interval_s: float = Field(1.0, gt=0, le=60)
+    window_s: float = Field(300.0, gt=0, le=86400, description="How long one watch run polls")
+    max_frames_per_batch: int = Field(200, ge=1, le=10000)
+    max_frame_bytes: int = Field(20_000_000, ge=1000, le=200_000_000)
+    max_frame_pixels: int = Field(40_000_000, ge=10_000, le=400_000_000, description="Decompression-bomb guard")
+    max_future_s: float = Field(300.0, ge=0, le=86400, description="Frames stamped further ahead are refused")
+
+
+class Location(_Strict):
+    lat: float = Field(..., ge=-90, le=90)
+    lon: float = Field(..., ge=-180, le=180)
+    district: str = Field("", max_length=120)
+
+
+class CameraDetectors(_Strict):
+    fire: FireSettings = FireSettings()
+    smoke: SmokeSettings = SmokeSettings()
+    flood: FloodSettings = FloodSettings()
+    congestion: CongestionSettings = CongestionSettings()
+    obstruction: ObstructionSettings = ObstructionSettings()
+
+
+class CameraConfig(_Strict):
+    """One camera in the registry."""
+
+    id: str = Field(..., description="[A-Za-z0-9_-]{1,64}; part of object keys and MQTT topics")
+    name: str = Field("", max_length=200)
+    location: Location | None = None
+    fps: float = Field(2.0, gt=0, le=30, description="Frames per second the pipeline samples")
+    detectors: CameraDetectors = CameraDetectors()
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        return validate_camera_id(value)
+
+
+class Config(_Strict):
+    """The whole citywatch configuration."""
+
+    s3: S3Settings = S3Settings()
+    mqtt: MqttSettings = MqttSettings()
+    alerts: AlertSettings = AlertSettings()
+    health: HealthSettings = HealthSettings()
+    worker: WorkerSettings = WorkerSettings()
+    cameras: list[CameraConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> "Config":
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} appears twice")
+            seen.add(cam.id)
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
+
+
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "CITYWATCH_S3_URL": ("s3", "url"),
+    "CITYWATCH_S3_ACCESS_KEY": ("s3", "access_key"),
+    "CITYWATCH_S3_SECRET_KEY": ("s3", "secret_key"),
+    "CITYWATCH_MQTT_URL": ("mqtt", "url"),
+    "CITYWATCH_MQTT_USERNAME": ("mqtt", "username"),
+    "CITYWATCH_MQTT_PASSWORD": ("mqtt", "password"),
+    "CITYWATCH_MQTT_CA_FILE": ("mqtt", "ca_file"),
+    "CITYWATCH_WORKER_NAME": ("worker", "name"),
+    "CITYWATCH_STATE_DIR": ("worker", "state_dir"),
+}
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def _substitute_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_env(v, env, f"{path}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def repl(m: re.Match[str]) -> str:
+            if m[1] not in env:
+                raise ConfigError(f"{path}: environment variable {m[1]} is not set")
+            return env[m[1]]
+        return _ENV_REF.sub(repl, node)
+    return node
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{where}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def config_from_dict(data: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> Config:
+    """Validate a config mapping, with ``${VAR}`` references and ``CITYWATCH_*`` overrides applied."""
+    env = os.environ if env is None else env
+    raw = _substitute_env(dict(data or {}), env)
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            raw.setdefault(section, {})
+            if not isinstance(raw[section], dict):
+                raise ConfigError(f"{section}: must be a mapping")
+            raw[section][key] = env[var]
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (or ``$CITYWATCH_CONFIG``; none at all gives the defaults)."""
+    env = os.environ if env is None else env
+    path = path or env.get("CITYWATCH_CONFIG")
+    data: Any = {}
+    if path:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p}: top level must be a mapping, got {type(data).__name__}")
+    return config_from_dict(data, env)

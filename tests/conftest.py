@@ -1,0 +1,88 @@
+"""Shared fixtures: real services on loopback (moto's S3 server, Mosquitto) and a Prefect sandbox."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Prefect reads its settings at import: sandbox it before any test module imports it.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="citywatch-prefect-")
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+for _var in ("CITYWATCH_S3_URL", "CITYWATCH_S3_ACCESS_KEY", "CITYWATCH_S3_SECRET_KEY",
+             "CITYWATCH_MQTT_URL", "CITYWATCH_CONFIG"):
+    os.environ.pop(_var, None)
+
+import pytest  # noqa: E402
+from minio import Minio  # noqa: E402
+
+from pipeline.embedded import EmbeddedS3, MosquittoProcess, port_open  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FOOTAGE = ROOT.parent / "shared" / "footage"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a free loopback port for the whole session."""
+    server = EmbeddedS3().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """CITYWATCH_S3_* pointing at the session's S3 server."""
+    monkeypatch.setenv("CITYWATCH_S3_URL", s3_server.url)
+    monkeypatch.setenv("CITYWATCH_S3_ACCESS_KEY", s3_server.access_key)
+    monkeypatch.setenv("CITYWATCH_S3_SECRET_KEY", s3_server.secret_key)
+    return s3_server
+
+
+@pytest.fixture
+def minio_client(s3_server) -> Minio:
+    """The real minio client against the session's S3 server."""
+    import urllib3
+
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=5), retries=False)
+    return Minio(f"127.0.0.1:{s3_server.port}", access_key=s3_server.access_key,
+                 secret_key=s3_server.secret_key, secure=False, region="us-east-1", http_client=http)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker():
+    """The machine's Mosquitto at 127.0.0.1:1883 if it runs, else a private one. Yields its URL."""
+    if port_open("127.0.0.1", 1883):
+        yield "mqtt://127.0.0.1:1883"
+        return
+    broker = MosquittoProcess().start()
+    yield broker.url
+    broker.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Start private Mosquitto brokers with their own config; all are stopped at teardown."""
+    started: list[MosquittoProcess] = []
+
+    def make(extra_config: str = "", allow_anonymous: bool = True, port: int | None = None) -> MosquittoProcess:
+        broker = MosquittoProcess(port=port, extra_config=extra_config,
+                                  workdir=tmp_path / f"mosquitto{len(started)}",
+                                  allow_anonymous=allow_anonymous)
+        started.append(broker)
+        return broker.start()
+
+    yield make
+    for broker in started:
+        broker.stop()
+
+
+@pytest.fixture
+def footage_dir() -> Path:
+    """../shared/footage, or skip the test when it is absent."""
+    if not (FOOTAGE / "labels.csv").exists():
+        pytest.skip("../shared/footage is not present")
+    return FOOTAGE
