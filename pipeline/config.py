@@ -164,6 +164,30 @@ class WorkerSettings(_Strict):
     max_future_s: float = Field(300.0, ge=0, le=86400, description="Frames stamped further ahead are refused")
 
 
+class ShardSettings(_Strict):
+    """How cameras are split across edge workers: ``count`` shards named ``shard-0`` .. or ``names``."""
+
+    count: int = Field(1, ge=1, le=1000, description="Number of shards (one watch deployment each)")
+    names: list[str] | None = Field(None, description="Explicit shard names; default shard-0 .. shard-<count-1>")
+
+    @model_validator(mode="after")
+    def _names_match_count(self) -> "ShardSettings":
+        if self.names is None:
+            return self
+        if not self.names:
+            raise ValueError("names must list at least one shard (or be left out)")
+        if "count" not in self.model_fields_set:
+            self.count = len(self.names)
+        if len(self.names) != self.count:
+            raise ValueError(f"names lists {len(self.names)} shards but count is {self.count}")
+        for name in self.names:
+            if not _TOPIC_SAFE.match(name) or "/" in name or len(name) > 64:
+                raise ValueError(f"shard name {name!r} is not allowed: use 1-64 characters from A-Z a-z 0-9 _ -")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("shard names must be unique")
+        return self
+
+
 class Location(_Strict):
     lat: float = Field(..., ge=-90, le=90)
     lon: float = Field(..., ge=-180, le=180)
@@ -202,6 +226,7 @@ class Config(_Strict):
     health: HealthSettings = HealthSettings()
     worker: WorkerSettings = WorkerSettings()
     cameras: list[CameraConfig] = Field(default_factory=list)
+    shards: ShardSettings = ShardSettings()
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> "Config":
