@@ -1,0 +1,240 @@
+"""Deliver the outbox to the broker: QoS 1, in id order, each row deleted only on its PUBACK.
+
+The worker's liveness is a retained ``<prefix>/workers/<name>/status`` message: "online" on every
+connect, "offline" on a clean stop, and the same "offline" as the broker-held last will when the
+process dies or the link is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from pipeline.config import MqttSettings
+from pipeline.mqtt import make_client, reason_text, safe_url
+from pipeline.state import StateStore
+
+__all__ = ["MqttPublisher"]
+
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _as_bytes(payload: Any) -> bytes:
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+class MqttPublisher:
+    """Publishes a :class:`StateStore` outbox over MQTT; never raises because the broker is down.
+
+    ``flush`` keeps at most ``window`` messages in flight; PUBACKs are matched to rows by
+    message id. A PUBACK with a failure reason code (e.g. "Not authorized") moves the row to the
+    store's dead-letter table with that reason instead of retrying it forever.
+    """
+
+    def __init__(self, mqtt: MqttSettings, store: StateStore, worker_name: str, *, window: int = 100,
+                 client_id: str | None = None, reconnect_min_s: float = 1.0,
+                 reconnect_max_s: float = 30.0, connect_wait_s: float = 0.5) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", worker_name):
+            raise ValueError(f"worker name {worker_name!r} may only hold A-Z a-z 0-9 _ - (1-64 chars)")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.mqtt = mqtt
+        self.store = store
+        self.worker_name = worker_name
+        self.window = window
+        self.connect_wait_s = connect_wait_s
+        self.client_id = client_id or mqtt.client_id or f"citywatch-pub-{worker_name}"
+        self.status_topic = f"{mqtt.topic_prefix}/workers/{worker_name}/status"
+        self._client = make_client(mqtt, self.client_id, clean_start=False, max_inflight=window,
+                                   reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s)
+        self._client.will_set(self.status_topic, self._worker_status("offline", "connection lost"),
+                              qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._connected = threading.Event()
+        self._acks: queue.SimpleQueue[tuple[int, paho.ReasonCode | int]] = queue.SimpleQueue()
+        self._inflight: dict[int, int] = {}      # paho mid -> outbox row id
+        self._last_sent_id = 0                   # rows up to here are with paho (sent or resending)
+        self._flush_lock = threading.Lock()
+        self._statuses: dict[str, bytes] = {}    # retained status topics, re-sent on every connect
+        self._status_lock = threading.Lock()
+        self._outage_logged = False
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _worker_status(self, state: str, reason: str) -> bytes:
+        return _as_bytes({"state": state, "worker": self.worker_name, "reason": reason,
+                          "host": socket.gethostname(), "pid": os.getpid(), "ts": _utc_now()})
+
+    def start(self) -> "MqttPublisher":
+        """Start the network thread; connecting (and reconnecting) happens in the background."""
+        if not self._started:
+            log.info("MQTT publisher %s -> %s", self.client_id, safe_url(self.mqtt))
+            self._client.loop_start()
+            self._started = True
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Publish the retained offline status (if connected) and disconnect cleanly."""
+        if not self._started:
+            return
+        if self._connected.is_set():
+            info = self._client.publish(self.status_topic, self._worker_status("offline", "stopped"),
+                                        qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("offline status not confirmed before disconnect: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        self._started = False
+
+    def __enter__(self) -> "MqttPublisher":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- paho callbacks (network thread) ------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s refused connection for %s: %s", safe_url(self.mqtt),
+                      self.client_id, reason_text(reason_code))
+            return
+        self._outage_logged = False
+        log.info("MQTT connected to %s as %s (session present: %s)", safe_url(self.mqtt),
+                 self.client_id, flags.session_present)
+        client.publish(self.status_topic, self._worker_status("online", "connected"), qos=1, retain=True)
+        with self._status_lock:
+            for topic, data in self._statuses.items():
+                client.publish(topic, data, qos=1, retain=True)
+        self._connected.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if not self._outage_logged:
+            log.warning("MQTT broker %s unreachable (TCP or TLS handshake failed); retrying in background",
+                        safe_url(self.mqtt))
+            self._outage_logged = True
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was and self._started:
+            log.warning("MQTT connection to %s lost: %s; outbox keeps undelivered alerts",
+                        safe_url(self.mqtt), reason_text(reason_code))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._acks.put((mid, reason_code))
+
+    # -- publishing ---------------------------------------------------------------------------
+    def publish_status(self, topic: str, payload: Any, retain: bool = True) -> bool:
+        """Publish a status message (QoS 1); retained ones are re-sent after every reconnect.
+
+        Returns True if it went out now, False if it waits for the connection.
+        """
+        if not topic or any(c in topic for c in "+#\x00"):
+            raise ValueError(f"status topic {topic!r} is empty or holds a wildcard")
+        data = _as_bytes(payload)
+        if retain:
+            with self._status_lock:
+                self._statuses[topic] = data
+        if not self._connected.is_set():
+            return False
+        info = self._client.publish(topic, data, qos=1, retain=retain)
+        return info.rc == paho.MQTT_ERR_SUCCESS
+
+    def _settle_acks(self, first: tuple[int, Any] | None = None) -> int:
+        """Match queued PUBACKs to rows; delete delivered rows, dead-letter refused ones."""
+        items = [first] if first else []
+        while True:
+            try:
+                items.append(self._acks.get_nowait())
+            except queue.Empty:
+                break
+        done: list[int] = []
+        for mid, reason in items:
+            row_id = self._inflight.pop(mid, None)
+            if row_id is None:
+                continue  # a status message, or a row already settled
+            if isinstance(reason, paho.ReasonCode) and reason.is_failure:
+                log.error("broker refused outbox message %d: %s; moved to dead letters", row_id,
+                          reason_text(reason))
+                self.store.move_to_dead_letter(row_id, reason_text(reason))
+            else:
+                done.append(row_id)
+        self.store.delete(done)
+        return len(done)
+
+    def _send_more(self) -> None:
+        room = self.window - len(self._inflight)
+        if room <= 0 or not self._connected.is_set():
+            return
+        for row in self.store.pending(room, after_id=self._last_sent_id):
+            info = self._client.publish(row.topic, row.payload, qos=row.qos or 1, retain=row.retain)
+            if info.rc in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+                # NO_CONN: paho keeps the message and sends it after reconnecting.
+                self._inflight[info.mid] = row.id
+                self._last_sent_id = row.id
+            else:
+                log.error("cannot publish outbox message %d to %s: %s; moved to dead letters",
+                          row.id, row.topic, reason_text(info.rc))
+                self.store.move_to_dead_letter(row.id, reason_text(info.rc))
+                self._last_sent_id = row.id
+
+    def flush(self, timeout_s: float = 5.0) -> int:
+        """Send pending outbox rows in order and wait for their PUBACKs, up to ``timeout_s``.
+
+        Returns how many rows were acknowledged (and deleted) during this call. With the broker
+        down it returns within ``connect_wait_s`` and the rows stay in the outbox.
+        """
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._flush_lock:
+            acked = self._settle_acks()
+            if not self._connected.wait(min(timeout_s, self.connect_wait_s)):
+                return acked
+            while True:
+                self._send_more()
+                if not self._inflight and not self.store.pending(1, after_id=self._last_sent_id):
+                    return acked
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return acked
+                if not self._connected.is_set() and not self._connected.wait(min(remaining, self.connect_wait_s)):
+                    return acked + self._settle_acks()
+                try:
+                    first = self._acks.get(timeout=min(remaining, 0.2))
+                except queue.Empty:
+                    continue
+                acked += self._settle_acks(first)
+
+    def in_flight(self) -> int:
+        """Messages handed to the broker and not yet acknowledged."""
+        return len(self._inflight)
