@@ -1,0 +1,205 @@
+"""The deployment files in deploy/: structure, cross-references and consistency with the code.
+
+No Docker engine or systemd runs here, so these check what can be checked without them: every
+file a compose service or unit mounts exists, the Prefect deployments match the configured
+shards and the flows' signatures, the MinIO policies are least-privilege, and the bucket init
+script drives `mc` as intended (run against a recording `mc` on PATH).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_config
+from pipeline.shards import shard_names
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def _env_example() -> dict[str, str]:
+    pairs = [line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    return {k.strip(): v for k, v in pairs}
+
+
+def test_compose_has_a_full_site():
+    services = _compose()["services"]
+    assert {"minio", "minio-init", "mosquitto", "postgres", "prefect-server", "prefect-deploy",
+            "citywatch-worker"} <= set(services)
+    server = services["prefect-server"]
+    assert "postgresql+asyncpg://" in server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert server["depends_on"]["postgres"]["condition"] == "service_healthy"
+    worker = services["citywatch-worker"]
+    assert worker["build"]["dockerfile"] == "deploy/Dockerfile"
+    cmd = worker["command"]
+    assert cmd[:3] == ["prefect", "worker", "start"] and cmd[cmd.index("--pool") + 1] == "citywatch-edge"
+    assert worker["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    assert worker["environment"]["CITYWATCH_MQTT_URL"].startswith("mqtts://")  # TLS to the broker
+    assert "init-buckets.sh" in " ".join(services["minio-init"]["entrypoint"])
+
+
+def test_compose_mounts_only_files_that_exist():
+    missing = []
+    for name, service in _compose()["services"].items():
+        for volume in service.get("volumes", []):
+            host = volume.split(":", 1)[0]
+            host = re.sub(r"\$\{[A-Z_]+:-([^}]+)\}", r"\1", host)  # take the default of ${VAR:-default}
+            if host.startswith(".") and not host.startswith("./secrets/"):  # secrets: made per site
+                if not (DEPLOY / host).exists():
+                    missing.append(f"{name}: {host}")
+        build = service.get("build")
+        if build and not (DEPLOY / build["context"] / build["dockerfile"]).exists():
+            missing.append(f"{name}: {build['dockerfile']}")
+    assert not missing, f"compose references files that do not exist: {missing}"
+
+
+def test_every_compose_variable_is_in_env_example():
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", text))
+    missing = used - set(_env_example())
+    assert not missing, f"deploy/.env.example lacks {sorted(missing)}"
+
+
+def test_dockerfile_copies_existing_sources():
+    text = (DEPLOY / "Dockerfile").read_text()
+    for src in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", text, flags=re.M):
+        for path in src.split():
+            assert (ROOT / path).exists(), f"Dockerfile copies {path}, which does not exist"
+    assert "citywatch-edge" in text and "USER citywatch" in text
+
+
+def test_example_config_is_valid_and_matches_the_watch_deployments():
+    config = load_config(DEPLOY / "config.example.yaml", env={})
+    doc = yaml.safe_load((DEPLOY / "prefect.yaml").read_text())
+    watch = {d["name"]: d for d in doc["deployments"] if d["entrypoint"] == "flows/watch.py:watch"}
+    assert sorted(watch) == sorted(f"watch-{s}" for s in shard_names(config.shards))
+    for name, dep in watch.items():
+        shard = name.removeprefix("watch-")
+        assert dep["parameters"]["shard"] == shard
+        assert dep["work_pool"] == {"name": "citywatch-edge", "work_queue_name": shard,
+                                    "job_variables": {"stream_output": True}}
+        assert dep["concurrency_limit"]["limit"] == 1
+        interval = dep["schedules"][0]["interval"]
+        assert 0 < interval - dep["parameters"]["window_s"] <= 0.1 * interval
+
+
+def test_prefect_yaml_is_accepted_by_prefect_and_names_real_flows():
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    model = PrefectYamlModel.model_validate(yaml.safe_load((DEPLOY / "prefect.yaml").read_text()))
+    names = {d.name for d in model.deployments}
+    assert {"camera-health", "housekeeping"} <= names
+    for dep in model.deployments:
+        assert dep.work_pool.name == "citywatch-edge" and dep.schedules and dep.concurrency_limit
+        path, func = dep.entrypoint.split(":")
+        if not (ROOT / path).exists():
+            pytest.fail(f"{dep.name}: entrypoint {path} does not exist")
+        tree = ast.parse((ROOT / path).read_text())
+        fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == func), None)
+        assert fn is not None, f"{dep.name}: {path} has no function {func}"
+        args = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+        assert set(dep.parameters) <= args, f"{dep.name}: unknown parameters {set(dep.parameters) - args}"
+
+
+def test_minio_policies_are_least_privilege():
+    docs = {p.stem: json.loads(p.read_text()) for p in (DEPLOY / "minio").glob("policy-*.json")}
+    assert set(docs) == {"policy-worker", "policy-ingest", "policy-camera"}
+    for name, doc in docs.items():
+        for st in doc["Statement"]:
+            assert st["Effect"] == "Allow"
+            assert all(a != "s3:*" and not a.startswith("admin:") for a in st["Action"]), name
+            assert all(r != "arn:aws:s3:::*" for r in st["Resource"]), name
+    ingest = docs["policy-ingest"]["Statement"]
+    assert [(s["Action"], s["Resource"]) for s in ingest] == [(["s3:PutObject"], ["arn:aws:s3:::frames/*"])]
+    camera = docs["policy-camera"]["Statement"][0]
+    assert camera["Resource"] == ["arn:aws:s3:::frames/${aws:username}/*"]
+    worker_actions = {a for s in docs["policy-worker"]["Statement"] for a in s["Action"]}
+    assert "s3:PutObject" in worker_actions and "s3:DeleteBucket" not in worker_actions
+    frames_put = [s for s in docs["policy-worker"]["Statement"]
+                  if "s3:PutObject" in s["Action"] and any("frames" in r for r in s["Resource"])]
+    assert not frames_put, "the worker must not write frames"
+
+
+FAKE_MC = """#!/bin/sh
+echo "$*" >> "$MC_LOG"
+case "$1 $2 $3" in
+  "ilm rule import") cat > "$MC_LOG.ilm.$(echo "$4" | tr / _)" ;;
+  "admin user info") echo "Policy: ${MC_ATTACHED:-none}" ;;
+esac
+exit 0
+"""
+
+
+def test_bucket_init_script_drives_mc(tmp_path):
+    script = DEPLOY / "minio" / "init-buckets.sh"
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "mc").write_text(FAKE_MC)
+    (bindir / "mc").chmod(0o755)
+    log = tmp_path / "mc.log"
+    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "MC_LOG": str(log), "MINIO_URL": "http://minio:9000",
+           "MINIO_ROOT_USER": "root", "MINIO_ROOT_PASSWORD": "rootpass", "FRAMES_BUCKET": "city-frames",
+           "CITYWATCH_WORKER_ACCESS_KEY": "wk", "CITYWATCH_WORKER_SECRET_KEY": "wsecret",
+           "CAMERA_USERS": "cam-01:s1 cam-02:s2", "FRAME_RETENTION_DAYS": "14"}
+    out = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    calls = log.read_text().splitlines()
+    assert "mb --ignore-existing site/city-frames" in calls and "mb --ignore-existing site/alerts" in calls
+    ilm = json.loads(Path(f"{log}.ilm.site_city-frames").read_text())
+    assert ilm["Rules"][0]["Expiration"] == {"Days": 14} and ilm["Rules"][0]["Status"] == "Enabled"
+    assert json.loads(Path(f"{log}.ilm.site_alerts").read_text())["Rules"][0]["Expiration"] == {"Days": 365}
+    assert "admin policy attach site citywatch-worker --user wk" in calls
+    assert "admin policy attach site citywatch-camera --user cam-02" in calls
+    assert not any("citywatch-ingest --user" in c for c in calls)  # no ingest user configured
+
+    env["MC_ATTACHED"] = "citywatch-worker citywatch-camera"  # second run: already attached
+    log.unlink()
+    assert subprocess.run(["sh", str(script)], env=env, capture_output=True, timeout=30).returncode == 0
+    assert not any("policy attach" in c for c in log.read_text().splitlines())
+
+    env["FRAME_RETENTION_DAYS"] = "30d"
+    bad = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "whole numbers" in bad.stderr
+    del env["CITYWATCH_WORKER_SECRET_KEY"]
+    bad = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "CITYWATCH_WORKER_SECRET_KEY" in bad.stderr
+
+
+def test_systemd_unit():
+    unit = (DEPLOY / "systemd" / "citywatch-worker.service").read_text()
+    for line in ["Restart=always", "EnvironmentFile=/etc/citywatch/worker.env", "NoNewPrivileges=yes",
+                 "ProtectSystem=strict", "StateDirectory=citywatch", "User=citywatch"]:
+        assert line in unit
+    assert "prefect worker start --pool citywatch-edge" in unit
+    env_example = (DEPLOY / "systemd" / "citywatch-worker.env.example").read_text()
+    live = "\n".join(line for line in unit.splitlines() if not line.lstrip().startswith("#"))
+    for var in set(re.findall(r"\$\{?([A-Z_]+)\}?", live)):
+        assert f"{var}=" in env_example, f"{var} is used by the unit but not in the env example"
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    prefect = ROOT / ".venv" / "bin" / "prefect"
+    local = unit.replace("/opt/citywatch/.venv/bin/prefect", str(prefect))
+    path = Path("/tmp") / f"citywatch-worker-{os.getpid()}.service"
+    path.write_text(local)
+    try:
+        res = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
+    finally:
+        path.unlink()
+    problems = [line for line in res.stderr.splitlines() if path.name in line or "citywatch" in line]
+    assert not problems, problems
