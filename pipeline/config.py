@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -97,6 +97,8 @@ class MqttSettings(_Strict):
             self.username = unquote(parts.username)
         if parts.password and self.password is None:
             self.password = SecretStr(unquote(parts.password))
+        if "@" in parts.netloc:  # keep credentials out of the URL so repr/str/dumps never show them
+            self.url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
         return self
 
     @property

@@ -60,7 +60,7 @@ def ingest_command(
     quality: int = typer.Option(90, min=1, max=100, help="JPEG quality of the uploaded frames"),
 ) -> None:
     """Put frames into the frames bucket under the object-key contract, as that camera would."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     if speed is not None and realtime:
         raise typer.BadParameter("use either --speed or --realtime, not both", param_hint="--realtime")
     first_time = _parse_start(start)
