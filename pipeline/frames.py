@@ -155,8 +155,9 @@ class FrameStore:
     def list_new(self, camera_id: str, after_key: str | None, limit: int) -> ListResult:
         """Up to ``limit`` contract keys of ``camera_id`` after ``after_key`` (time order).
 
-        Keys that break the contract (or belong to a different camera id spelling) are
-        collected in ``rejected`` with the reason; they do not count towards ``limit``.
+        Keys that break the contract are collected in ``rejected`` with the reason; they do not
+        count towards ``limit`` but are capped at ``limit`` too, so a flood of junk keys is worked
+        off in bounded batches (callers step their checkpoint over the newest listed key).
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -171,9 +172,8 @@ class FrameStore:
                     parsed = parse_frame_key(key)
                 except InvalidFrameKey as exc:
                     result.rejected.append((key, str(exc)))
-                    continue
-                if parsed.camera_id != camera_id:
-                    result.rejected.append((key, f"camera id {parsed.camera_id!r} is not {camera_id!r}"))
+                    if len(result.rejected) >= limit:
+                        break
                     continue
                 result.keys.append(key)
                 if len(result.keys) >= limit:

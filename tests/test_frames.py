@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import io
 import logging
 import socket
 import threading
@@ -66,7 +67,7 @@ def test_keys_outside_contract_are_rejected_with_reason(store, minio_client):
         "cam/notes.txt": "does not match",
     }
     for key in bad:
-        minio_client.put_object(store.bucket, key, __import__("io").BytesIO(b"x"), 1)
+        minio_client.put_object(store.bucket, key, io.BytesIO(b"x"), 1)
     result = store.list_new("cam", None, 100)
     assert result.keys == [good, test_key]
     assert test_key.endswith(".test.jpg")
@@ -74,6 +75,17 @@ def test_keys_outside_contract_are_rejected_with_reason(store, minio_client):
     assert set(reasons) == set(bad)
     for key, fragment in bad.items():
         assert fragment in reasons[key]
+
+
+def test_junk_keys_are_listed_in_bounded_batches(store, minio_client):
+    for i in range(5):
+        minio_client.put_object(store.bucket, f"cam/junk-{i}.jpg", io.BytesIO(b"x"), 1)
+    good = store.put_frame("cam", T0, jpeg())  # "cam/2026/..." sorts before "cam/junk-..."
+    first = store.list_new("cam", None, 3)
+    assert first.keys == [good] and [k for k, _ in first.rejected] == ["cam/junk-0.jpg", "cam/junk-1.jpg",
+                                                                         "cam/junk-2.jpg"]
+    rest = store.list_new("cam", first.rejected[-1][0], 3)
+    assert rest.keys == [] and [k for k, _ in rest.rejected] == ["cam/junk-3.jpg", "cam/junk-4.jpg"]
 
 
 def test_get_refuses_large_and_missing_objects(store):
