@@ -58,11 +58,20 @@ def is_stream_url(source: str) -> bool:
     return "://" in source and source.split("://", 1)[0].lower() in {"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp"}
 
 
+def redact(source: str) -> str:
+    """``source`` with any ``user:password@`` removed, for messages and logs."""
+    if not is_stream_url(source):
+        return source
+    scheme, rest = source.split("://", 1)
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
+
+
 def _open_capture(source: str) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         cap.release()
-        raise IngestError(f"cannot open {source!r} as video (unsupported codec, bad file or unreachable stream)")
+        raise IngestError(f"cannot open {redact(source)!r} as video (unsupported codec, bad file or unreachable stream)")
     return cap
 
 
@@ -106,7 +115,7 @@ def _stream_source(url: str, fps: float, duration: float | None, clock: Callable
                 ok, image = cap.read()  # read every frame so the capture buffer never lags
                 t = clock() - t0
                 if not ok or image is None:
-                    log.warning("stream %s ended after %.1f s", url.split("@")[-1], t)
+                    log.warning("stream %s ended after %.1f s", redact(url), t)
                     return
                 if duration is not None and t >= duration:
                     return
@@ -220,5 +229,5 @@ def ingest(source: str | Path, camera_id: str, store: FrameStore, fps: float = 2
         result.elapsed_s = clock() - began
         src.frames.close()  # releases the capture at once
     if result.frames == 0 and not result.interrupted:
-        raise IngestError(f"no frame could be read from {str(source)!r}")
+        raise IngestError(f"no frame could be read from {redact(str(source))!r}")
     return result

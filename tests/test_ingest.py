@@ -195,3 +195,12 @@ def test_cli_refuses_bad_options(s3_env, tmp_path, args, message):
     out = runner.invoke(app, ["ingest", str(image), *args])
     assert out.exit_code == 2
     assert message in " ".join(out.output.split())
+
+
+def test_unreachable_stream_refused_without_leaking_credentials(store):
+    from pipeline.embedded import free_port
+
+    url = f"rtsp://viewer:hunter2@127.0.0.1:{free_port()}/live"
+    with pytest.raises(IngestError, match="cannot open") as info:
+        ingest(url, "cam", store, duration=1)
+    assert "hunter2" not in str(info.value) and "127.0.0.1" in str(info.value)
