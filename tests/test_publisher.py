@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -60,6 +61,11 @@ class Collector:
         self.sub.stop()
 
 
+# Mosquitto started as root drops to the "mosquitto" user and then cannot write its persistence
+# file in our temp dir; keep it as the current user (ignored when not root).
+RUN_AS_ME = f"user {getpass.getuser()}"
+
+
 def prefix() -> str:
     return f"cwtest-{uuid.uuid4().hex[:8]}"
 
@@ -114,7 +120,7 @@ def test_broker_down_keeps_outbox_then_delivers_in_order(mosquitto_factory, tmp_
         assert pub.publish_status(f"{pfx}/cameras/cam-1/status", {"state": "online"}) is False
         commit(store, pfx, range(20, 30))
 
-        mosquitto_factory(port=port)
+        mosquitto_factory(port=port, extra_config=RUN_AS_ME)
         alerts = Collector(url, [f"{pfx}/alerts/#", f"{pfx}/cameras/+/status"]).start()
         assert pub.wait_connected(5)
         assert pub.flush(10) == 30
@@ -129,40 +135,52 @@ def test_broker_down_keeps_outbox_then_delivers_in_order(mosquitto_factory, tmp_
 
 
 def test_broker_restart_mid_stream_loses_nothing(mosquitto_factory, tmp_path):
-    """Broker stopped and restarted while a stream flows; persistent QoS 1 subscriber session."""
-    broker = mosquitto_factory()
+    """Broker stopped and restarted while a stream flows, with a persistent QoS 1 subscriber session
+    that is offline across the restart: what the broker queued for it must survive."""
+    broker = mosquitto_factory(extra_config=RUN_AS_ME)
     pfx = prefix()
     n = 300
-    sub = Collector(broker.url, [f"{pfx}/alerts/#"], client_id="ioc-persistent", persistent=True).start()
+    subscribe = lambda: Collector(broker.url, [f"{pfx}/alerts/#"], client_id="ioc-persistent",  # noqa: E731
+                                  persistent=True).start()
+    first = subscribe()
     store = StateStore(tmp_path / "state.db")
     pub = make_publisher(broker.url, store, pfx, window=10).start()
     assert pub.wait_connected(5)
+    delivered = []
 
     def produce() -> None:
         for i in range(n):
             commit(store, pfx, [i])
             if i % 10 == 9:
-                pub.flush(0.05)
-            time.sleep(0.002)
+                delivered.append(pub.flush(0.05))
+            time.sleep(0.003)
 
     producer = threading.Thread(target=produce)
     producer.start()
-    assert sub.wait_for(lambda p: len(p) >= 40), "stream did not start"
-    broker.stop()
-    received_before = len(sub.payloads())
-    time.sleep(0.5)
+    assert first.wait_for(lambda p: len(p) >= 40), "stream did not start"
+    first.stop()                      # the operations center goes away; the broker queues for it
+    queued_from = sum(delivered)
+    deadline = time.monotonic() + 5
+    while sum(delivered) < queued_from + 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum(delivered) >= queued_from + 40, "nothing was queued for the absent subscriber"
+    broker.stop()                     # ... and the broker restarts mid-stream
+    time.sleep(0.3)
     broker.start()
     producer.join()
     deadline = time.monotonic() + 20
     while store.outbox_size() and time.monotonic() < deadline:
         pub.flush(1)
     assert store.outbox_size() == 0
-    assert sub.wait_for(lambda p: set(p) >= {str(i) for i in range(n)}, timeout=10), \
-        f"missing: {sorted({str(i) for i in range(n)} - set(sub.payloads()), key=int)[:20]}"
-    assert received_before < n, "the restart did not happen mid-stream"
-    print(f"restart after {received_before} messages; {len(sub.payloads())} received for {n} sent")
+    second = subscribe()
+    everything = {str(i) for i in range(n)}
+    assert second.wait_for(lambda p: set(p) | set(first.payloads()) >= everything, timeout=10), \
+        f"missing: {sorted(everything - set(second.payloads()) - set(first.payloads()), key=int)[:20]}"
+    received = len(first.payloads()) + len(second.payloads())
+    print(f"subscriber left after {len(first.payloads())}, broker restarted with queued messages; "
+          f"{received} received for {n} sent")
     pub.stop()
-    sub.stop()
+    second.stop()
 
 
 _KILLED_PUBLISHER = textwrap.dedent("""
