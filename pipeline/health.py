@@ -90,10 +90,20 @@ class CameraHealth:
             frame_ts=frame_ts, started_ts=outage.started_ts, ended_ts=now,
         )]
 
-    def check(self, now: float) -> list[IncidentEvent]:
-        """Start a ``camera_offline`` incident for each camera silent for ``offline_after_s``."""
+    def check(self, now_or_camera: float | str, now: float | None = None) -> list[IncidentEvent]:
+        """Start a ``camera_offline`` incident for each camera silent for ``offline_after_s``.
+
+        ``check(now)`` judges every known camera; ``check(camera_id, now)`` one camera (a camera
+        checked before any frame of it was seen is watched from that moment)."""
+        if isinstance(now_or_camera, str):
+            if now is None:
+                raise TypeError("check(camera_id, now) needs now")
+            self.register([now_or_camera], now)
+            camera_ids = [now_or_camera]
+        else:
+            now, camera_ids = float(now_or_camera), sorted(self._cams)
         events = []
-        for camera_id in sorted(self._cams):
+        for camera_id in camera_ids:
             cam = self._cams[camera_id]
             silent_s = now - self._last_alive(cam)
             if cam.outage is not None or silent_s < self.settings.offline_after_s:

@@ -63,6 +63,9 @@ def test_registered_camera_never_heard_of_goes_offline():
     assert h.statuses(NOW + 200)["cam-b"]["last_frame_time"] is None
     with pytest.raises(ValueError, match="camera id"):
         h.register(["bad/id"], now=NOW)
+    # per-camera form: an unknown camera is watched from its first check
+    assert h.check("cam-c", NOW + 200) == [] and h.check("cam-a", NOW + 200) == []
+    assert [e.camera_id for e in h.check("cam-c", NOW + 320)] == ["cam-c"]
 
 
 def test_restart_keeps_open_outage_and_does_not_blame_cameras_for_worker_downtime():
