@@ -127,6 +127,7 @@ class Subscriber:
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         self._subscribed = threading.Event()
+        self._answered = threading.Event()  # subscribed, or the broker refused the connection
         self.refusal: str | None = None  # why the broker refused the last connection, if it did
 
     def start(self) -> "Subscriber":
@@ -134,8 +135,10 @@ class Subscriber:
         return self
 
     def wait_subscribed(self, timeout_s: float) -> bool:
-        """True once the broker confirmed the subscription (or kept it in the session)."""
-        return self._subscribed.wait(timeout_s)
+        """True once the broker confirmed the subscription (or kept it in the session);
+        False after ``timeout_s`` or as soon as the broker refuses the connection (see ``refusal``)."""
+        self._answered.wait(timeout_s)
+        return self._subscribed.is_set()
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -152,10 +155,12 @@ class Subscriber:
             self.refusal = reason_text(reason_code)
             log.error("MQTT broker %s refused connection for %s: %s", safe_url(self.mqtt), self.client_id,
                       self.refusal)
+            self._answered.set()
             return
         self.refusal = None
         if flags.session_present and not self.clean_start:
             self._subscribed.set()
+            self._answered.set()
             return
         client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
 
@@ -163,8 +168,11 @@ class Subscriber:
         bad = [f"{f}: {reason_text(rc)}" for f, rc in zip(self.filters, reason_codes) if rc.is_failure]
         if bad:
             log.error("MQTT subscription refused: %s", "; ".join(bad))
+            self.refusal = "subscription refused: " + "; ".join(bad)
+            self._answered.set()
             return
         self._subscribed.set()
+        self._answered.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
