@@ -7,9 +7,11 @@ Rules per camera and event type, on frame time only (no clock is read):
 - **evidence** while open has a lower bar than the start (hysteresis): one active frame, or a
   confidence of at least ``HOLD_RATIO`` x the mean confidence that started the incident, keeps it
   alive. A measure hovering at the detector's threshold therefore gives one incident.
-- **update** at once when the severity rises; when severity, level or the primary measurement
-  changes materially (> 25 % relative, see :data:`pipeline.severity.PRIMARY_MEASUREMENT`), at most
-  every ``MIN_UPDATE_GAP_S``; and at least every ``update_heartbeat_s`` while it lasts.
+- **update** at once when the severity rises; when it has stayed lower for
+  ``DEESCALATE_AFTER_S`` (so a measure flapping across a severity bound reports its peak rather
+  than a message per swing); when the level changes (at most every ``MIN_UPDATE_GAP_S``) or the
+  primary measurement (smoothed over ~10 s) changes by > 25 % (see :data:`pipeline.severity.PRIMARY_MEASUREMENT`; at
+  most every ``MEASUREMENT_UPDATE_GAP_S``); and at least every ``update_heartbeat_s``.
 - **end** after ``end_after_s`` of frame time without evidence (or :meth:`IncidentTracker.expire`
   when frames stop); then ``cooldown_s`` must pass before the same type starts again.
 
@@ -37,7 +39,13 @@ HOLD_MIN_CONFIDENCE = 0.2
 MATERIAL_CHANGE = 0.25
 """Relative change of the primary measurement that is worth an update."""
 MIN_UPDATE_GAP_S = 10.0
-"""Least frame time between two non-escalating updates (escalations go out at once)."""
+"""Least frame time between a message and an update for a level change."""
+MEASUREMENT_UPDATE_GAP_S = 30.0
+"""Least frame time between a message and an update for a measurement change alone."""
+PRIMARY_SMOOTHING_S = 10.0
+"""Time constant of the smoothing applied to the primary measurement before judging a change."""
+DEESCALATE_AFTER_S = 30.0
+"""Frame time a lower severity must persist before the incident is graded down."""
 
 State = Literal["start", "update", "end"]
 
@@ -91,6 +99,8 @@ class _OpenIncident(BaseModel):
     sent_level: str | None = None
     start_primary: float
     hold_bar: float
+    lower_since: float | None = None
+    smoothed_primary: float = 0.0
     latest: _Snapshot
 
 
@@ -190,17 +200,29 @@ class IncidentTracker:
         inc = st.open
         if not (f.active or (inc.hold_bar >= HOLD_MIN_CONFIDENCE and f.confidence >= inc.hold_bar)):
             return []
-        inc.last_evidence_ts = ts
+        dt, inc.last_evidence_ts = ts - inc.last_evidence_ts, ts
         if f.active:
             inc.latest = _snapshot(f)
         latest = inc.latest
-        primary = primary_value(event_type, latest.measurements, latest.confidence)
-        severity = self._severity(event_type, latest, inc.start_primary, ts - inc.started_ts)
-        escalated = severity_rank(severity) > severity_rank(inc.severity)
-        changed = (severity != inc.severity or latest.level != inc.sent_level
-                   or abs(primary - inc.sent_primary) > MATERIAL_CHANGE * max(abs(inc.sent_primary), 1e-6))
+        alpha = 1.0 - math.exp(-max(dt, 0.0) / PRIMARY_SMOOTHING_S)
+        inc.smoothed_primary += alpha * (primary_value(event_type, latest.measurements, latest.confidence)
+                                         - inc.smoothed_primary)
+        primary = inc.smoothed_primary
+        computed = self._severity(event_type, latest, inc.start_primary, ts - inc.started_ts)
+        severity, regraded = inc.severity, False
+        if severity_rank(computed) > severity_rank(inc.severity):
+            severity, regraded, inc.lower_since = computed, True, None
+        elif severity_rank(computed) < severity_rank(inc.severity):
+            inc.lower_since = ts if inc.lower_since is None else inc.lower_since
+            if ts - inc.lower_since >= DEESCALATE_AFTER_S:
+                severity, regraded, inc.lower_since = computed, True, None
+        else:
+            inc.lower_since = None
         since_sent = ts - inc.last_sent_ts
-        if escalated or since_sent >= s.update_heartbeat_s or (changed and since_sent >= MIN_UPDATE_GAP_S):
+        level_changed = latest.level != inc.sent_level and since_sent >= MIN_UPDATE_GAP_S
+        moved = abs(primary - inc.sent_primary) > MATERIAL_CHANGE * max(abs(inc.sent_primary), 1e-6)
+        if (regraded or level_changed or since_sent >= s.update_heartbeat_s
+                or (moved and since_sent >= MEASUREMENT_UPDATE_GAP_S)):
             inc.seq += 1
             inc.severity, inc.sent_primary, inc.sent_level, inc.last_sent_ts = severity, primary, latest.level, ts
             return [self._event(event_type, inc, "update", frame_ts=ts)]
@@ -215,7 +237,7 @@ class IncidentTracker:
             incident_id=incident_id(self.camera_id, event_type, ts), started_ts=ts,
             last_evidence_ts=ts, last_sent_ts=ts,
             severity=self._severity(event_type, latest, primary, 0.0),
-            sent_primary=primary, sent_level=latest.level, start_primary=primary,
+            sent_primary=primary, sent_level=latest.level, start_primary=primary, smoothed_primary=primary,
             hold_bar=HOLD_RATIO * latest.confidence, latest=latest,
         )
         st.history = []

@@ -171,3 +171,24 @@ def test_congestion_persisting_heavy_escalates_to_severe():
     assert events[0].severity == "moderate"
     assert any(e.severity == "severe" and e.state == "update" for e in events)
     assert {e.incident_id for e in events} == {events[0].incident_id}
+
+
+def test_severity_flapping_across_a_bound_reports_the_peak_not_every_swing():
+    tr = IncidentTracker("cam-1", SETTINGS)
+    # flooded % swinging 20 <-> 70 every frame (minor <-> severe) for 5 minutes at 2 fps
+    frames = [[Finding("flood", True, 0.9, {"flooded_pct": 70.0 if i % 2 else 20.0})] for i in range(600)]
+    events = run(tr, frames)
+    assert [e.state for e in events].count("start") == 1
+    assert {e.severity for e in events[1:]} == {"severe"}  # graded up once, never flapping down
+    assert len(events) <= 1 + 1 + 300 / 60 + 1
+
+
+def test_lower_severity_must_persist_before_grading_down():
+    tr = IncidentTracker("cam-1", SETTINGS)
+    severe = [[Finding("flood", True, 0.9, {"flooded_pct": 70.0})]] * 20
+    minor = [[Finding("flood", True, 0.9, {"flooded_pct": 10.0})]] * 100  # 50 s
+    events = run(tr, severe + minor)
+    down = [e for e in events if e.severity == "minor"]
+    assert events[0].severity == "severe" and down
+    # first frame of the minor phase is at T0 + 10 s: graded down 30 s later, not before
+    assert down[0].frame_ts == pytest.approx(T0 + 10 + 30)
