@@ -11,10 +11,11 @@ fire               burning area ``area_pct`` (% of the watched region): < 1 % mo
                    moderate: a confirmed flame in a city is never minor.
 smoke              ``area_pct``: < 5 % minor, 5-20 % moderate, >= 20 % severe; growing smoke
                    (2x) one grade higher; capped at severe (smoke ranks below fire).
-flood              ``water_level_index`` (0..1, occlusion of reference markers) when present:
-                   < 0.3 minor, 0.3-0.6 moderate, 0.6-0.85 severe, >= 0.85 extreme; else
-                   ``flooded_pct`` (% of the road region under water): < 25 % minor,
-                   25-60 % moderate, >= 60 % severe.
+flood              the higher of two grades: ``flooded_pct`` (% of the road region under
+                   water) < 25 % minor, 25-60 % moderate, >= 60 % severe; and
+                   ``water_level_index`` (0..1, how far up the region the water reaches)
+                   < 0.3 minor, 0.3-0.6 moderate, >= 0.6 severe. Extreme only when both
+                   agree on a deep, wide flood: index >= 0.85 and flooded >= 60 %.
 congestion         level of service: ``medium`` minor, ``heavy`` moderate, ``heavy`` lasting
                    15 minutes or more severe.
 camera_obstructed  minor; moderate once it has lasted 10 minutes.
@@ -97,10 +98,14 @@ def severity_for(event_type: str, measurements: Mapping[str, float], *, confiden
         base = _grade(area, (5.0, 20.0), ("minor", "moderate", "severe"))
         return _step(base, 1 if growing else 0, cap="severe")
     if event_type == "flood":
-        if "water_level_index" in m:
-            return _grade(float(m["water_level_index"]), (0.3, 0.6, 0.85), SEVERITIES)
         pct = float(m["flooded_pct"]) if "flooded_pct" in m else confidence * 100.0
-        return _grade(pct, (25.0, 60.0), ("minor", "moderate", "severe"))
+        grades = [_grade(pct, (25.0, 60.0), ("minor", "moderate", "severe"))]
+        if "water_level_index" in m:
+            wli = float(m["water_level_index"])
+            if wli >= 0.85 and pct >= 60.0:
+                return "extreme"
+            grades.append(_grade(wli, (0.3, 0.6), ("minor", "moderate", "severe")))
+        return max(grades, key=severity_rank)
     if event_type == "congestion":
         if level == "heavy" or (level is None and confidence >= 0.5):
             return "severe" if duration_s >= CONGESTION_SEVERE_AFTER_S else "moderate"
