@@ -250,7 +250,8 @@ class IncidentTracker:
         event = self._event(event_type, inc, "end", frame_ts=frame_ts, ended_ts=ended_ts)
         st.open = None
         st.history = []
-        st.cooldown_until = ended_ts + self.settings.cooldown_s
+        # counted in frame time even when expire() was given another clock
+        st.cooldown_until = inc.last_evidence_ts + self.settings.end_after_s + self.settings.cooldown_s
         return event
 
     def _severity(self, event_type: str, snap: _Snapshot, start_primary: float, duration_s: float) -> str:

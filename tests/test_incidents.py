@@ -195,3 +195,12 @@ def test_lower_severity_must_persist_before_grading_down():
     assert events[0].severity == "severe" and down
     # first frame of the minor phase is at T0 + 10 s: graded down 30 s later, not before
     assert down[0].frame_ts == pytest.approx(T0 + 10 + 30)
+
+
+def test_expire_with_a_later_clock_does_not_block_new_starts_in_frame_time():
+    tr = IncidentTracker("cam-1", SETTINGS)
+    run(tr, [[fire(True)]] * 10)
+    [end] = tr.expire(T0 + 86_400)  # e.g. wall clock while replaying day-old footage
+    assert end.state == "end"
+    later = run(tr, [[fire(True)]] * 10, t0=T0 + 4.5 + 30 + 61)  # frame time past the cooldown
+    assert [e.state for e in later][:1] == ["start"]
