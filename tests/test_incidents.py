@@ -204,3 +204,37 @@ def test_expire_with_a_later_clock_does_not_block_new_starts_in_frame_time():
     assert end.state == "end"
     later = run(tr, [[fire(True)]] * 10, t0=T0 + 4.5 + 30 + 61)  # frame time past the cooldown
     assert [e.state for e in later][:1] == ["start"]
+
+
+@pytest.mark.footage
+def test_fire_clip_replay_gives_one_fire_incident(footage_dir):
+    """Done-when of issue 8: a fire clip replayed at 2 fps -> one fire incident, start..end, one id."""
+    import cv2
+
+    from pipeline.analysis import FrameAnalyzer
+    from pipeline.config import CameraConfig
+    from pipeline.keys import frame_key
+    from pipeline.payload import build_alert, validate_alert_json
+
+    camera = CameraConfig(id="cam-fire", name="House 6", location={"lat": -32.0, "lon": -52.1})
+    analyzer = FrameAnalyzer(camera, AlertSettings())
+    video = cv2.VideoCapture(str(footage_dir / "furg_fire" / "house6.mp4"))
+    fps = video.get(cv2.CAP_PROP_FPS) or 30.0
+    step, i, ts, events = max(1, round(fps / 2)), 0, T0, []
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        if i % step == 0:
+            ts = T0 + i / fps
+            events += [(e, frame_key("cam-fire", ts, test=True)) for e in analyzer.analyze(frame, ts)[1]]
+        i += 1
+    events += [(e, None) for e in analyzer.expire(ts + 120)]
+    fire_events = [e for e, _ in events if e.type == "fire"]
+    assert fire_events and fire_events[0].state == "start" and fire_events[-1].state == "end"
+    assert len({e.incident_id for e in fire_events}) == 1
+    assert [e.seq for e in fire_events] == list(range(1, len(fire_events) + 1))
+    for event, key in events:
+        payload = build_alert(event, camera, frame_bucket="frames", frame_key=key, evidence=None,
+                              test=True, worker="w")
+        assert validate_alert_json(payload.to_json())["test"] is True
