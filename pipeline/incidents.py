@@ -30,14 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.base import Finding
 from pipeline.config import AlertSettings
-from pipeline.severity import growth_ratio, primary_value, severity_for, severity_rank
+from pipeline.severity import growth_ratio, material_change, primary_value, severity_for, severity_rank
 
 HOLD_RATIO = 0.6
 """Fraction of the starting confidence that still counts as evidence while an incident is open."""
 HOLD_MIN_CONFIDENCE = 0.2
 """A confidence below this never holds an incident open on its own."""
-MATERIAL_CHANGE = 0.25
-"""Relative change of the primary measurement that is worth an update."""
 MIN_UPDATE_GAP_S = 10.0
 """Least frame time between a message and an update for a level change."""
 MEASUREMENT_UPDATE_GAP_S = 30.0
@@ -220,7 +218,7 @@ class IncidentTracker:
             inc.lower_since = None
         since_sent = ts - inc.last_sent_ts
         level_changed = latest.level != inc.sent_level and since_sent >= MIN_UPDATE_GAP_S
-        moved = abs(primary - inc.sent_primary) > MATERIAL_CHANGE * max(abs(inc.sent_primary), 1e-6)
+        moved = material_change(event_type, inc.sent_primary, primary)
         if (regraded or level_changed or since_sent >= s.update_heartbeat_s
                 or (moved and since_sent >= MEASUREMENT_UPDATE_GAP_S)):
             inc.seq += 1

@@ -46,6 +46,9 @@ PRIMARY_MEASUREMENT: dict[str, str] = {
     "camera_obstructed": "sharpness_ratio",
 }
 """The measurement whose material change (> 25 %) triggers an ``update`` message."""
+MATERIAL_CHANGE = 0.25
+_CHANGE_FLOOR = {"area_pct": 0.5, "flooded_pct": 2.0, "occupancy_pct": 2.0, "sharpness_ratio": 0.05}
+"""Smallest absolute change that counts, so values near zero do not trigger on noise."""
 
 
 def severity_rank(severity: str) -> int:
@@ -75,6 +78,12 @@ def primary_value(event_type: str, measurements: Mapping[str, float], confidence
     if key is not None and key in measurements:
         return float(measurements[key])
     return float(confidence)
+
+
+def material_change(event_type: str, sent: float, now: float) -> bool:
+    """Whether the primary value moved by more than 25 % of the last sent value (and its floor)."""
+    floor = _CHANGE_FLOOR.get(PRIMARY_MEASUREMENT.get(event_type, ""), 0.05)
+    return abs(now - sent) > max(MATERIAL_CHANGE * abs(sent), floor)
 
 
 def growth_ratio(start_area: float | None, area: float | None) -> float:

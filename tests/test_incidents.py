@@ -10,7 +10,7 @@ import pytest
 from detectors.base import Finding
 from pipeline.config import AlertSettings
 from pipeline.incidents import IncidentTracker, incident_id
-from pipeline.severity import severity_for
+from pipeline.severity import material_change, severity_for
 
 T0 = 1_763_800_000.0  # 2025-11-22T08:26:40Z
 SETTINGS = AlertSettings(debounce_hits=3, debounce_window=5, end_after_s=30, update_heartbeat_s=60,
@@ -238,3 +238,10 @@ def test_fire_clip_replay_gives_one_fire_incident(footage_dir):
         payload = build_alert(event, camera, frame_bucket="frames", frame_key=key, evidence=None,
                               test=True, worker="w")
         assert validate_alert_json(payload.to_json())["test"] is True
+
+
+def test_material_change_has_relative_and_absolute_bars():
+    assert material_change("fire", 4.0, 5.1) and not material_change("fire", 4.0, 4.9)
+    assert not material_change("fire", 0.01, 0.3)  # tiny areas: below the 0.5 % floor
+    assert material_change("flood", 10.0, 13.0) and not material_change("flood", 10.0, 11.9)
+    assert material_change("graffiti", 0.5, 0.7)  # unknown type: confidence, floor 0.05
