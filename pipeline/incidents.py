@@ -9,9 +9,10 @@ Rules per camera and event type, on frame time only (no clock is read):
   alive. A measure hovering at the detector's threshold therefore gives one incident.
 - **update** at once when the severity rises; when it has stayed lower for
   ``DEESCALATE_AFTER_S`` (so a measure flapping across a severity bound reports its peak rather
-  than a message per swing); when the level changes (at most every ``MIN_UPDATE_GAP_S``) or the
-  primary measurement (smoothed over ~10 s) changes by > 25 % (see :data:`pipeline.severity.PRIMARY_MEASUREMENT`; at
-  most every ``MEASUREMENT_UPDATE_GAP_S``); and at least every ``update_heartbeat_s``.
+  than a message per swing); when the level changes (at most every ``MIN_UPDATE_GAP_S``); when
+  the primary measurement (smoothed over ~10 s) changes materially (> 25 % and a floor, see
+  :func:`pipeline.severity.material_change`; at most every ``MEASUREMENT_UPDATE_GAP_S``); and at
+  least every ``update_heartbeat_s``.
 - **end** after ``end_after_s`` of frame time without evidence (or :meth:`IncidentTracker.expire`
   when frames stop); then ``cooldown_s`` must pass before the same type starts again.
 
