@@ -26,6 +26,16 @@ __all__ = ["make_client", "safe_url", "MqttSetupError", "reason_text", "EVENT_TY
 log = logging.getLogger(__name__)
 _PAHO_LOG = logging.getLogger("pipeline.mqtt.paho")
 
+
+def _quiet_shutdown_race(record: logging.LogRecord) -> bool:
+    """paho 2.2 logs an ERROR when its loop runs once more after a clean disconnect; make it DEBUG."""
+    if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
+
+
+_PAHO_LOG.addFilter(_quiet_shutdown_race)
+
 #: Event types as they appear in topics: lower-case words joined by '_' (no wildcards, no '/').
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

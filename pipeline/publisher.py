@@ -15,6 +15,7 @@ import re
 import socket
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,11 +23,14 @@ import paho.mqtt.client as paho
 
 from pipeline.config import MqttSettings
 from pipeline.mqtt import make_client, reason_text, safe_url
-from pipeline.state import StateStore
+from pipeline.state import OutboxRow, StateStore
 
 __all__ = ["MqttPublisher"]
 
 log = logging.getLogger(__name__)
+
+#: PUBACK reason codes that mean "not now" rather than "never": Server busy, Quota exceeded.
+_RETRYABLE = {0x89, 0x97}
 
 
 def _utc_now() -> str:
@@ -44,9 +48,10 @@ def _as_bytes(payload: Any) -> bytes:
 class MqttPublisher:
     """Publishes a :class:`StateStore` outbox over MQTT; never raises because the broker is down.
 
-    ``flush`` keeps at most ``window`` messages in flight; PUBACKs are matched to rows by
-    message id. A PUBACK with a failure reason code (e.g. "Not authorized") moves the row to the
-    store's dead-letter table with that reason instead of retrying it forever.
+    ``flush`` keeps at most ``window`` messages in flight (fewer if the broker's Receive Maximum
+    says so); PUBACKs are matched to rows by message id. A PUBACK with a failure reason code that
+    will not change (e.g. "Not authorized") moves the row to the store's dead-letter table with
+    that reason instead of retrying it forever; "Server busy" / "Quota exceeded" are retried.
     """
 
     def __init__(self, mqtt: MqttSettings, store: StateStore, worker_name: str, *, window: int = 100,
@@ -73,13 +78,18 @@ class MqttPublisher:
         self._client.on_publish = self._on_publish
         self._connected = threading.Event()
         self._acks: queue.SimpleQueue[tuple[int, paho.ReasonCode | int]] = queue.SimpleQueue()
-        self._inflight: dict[int, int] = {}      # paho mid -> outbox row id
-        self._last_sent_id = 0                   # rows up to here are with paho (sent or resending)
+        self._inflight: dict[int, OutboxRow] = {}  # paho mid -> outbox row
+        self._last_sent_id = 0                     # rows up to here are with paho (sent or resending)
+        self._retry: deque[OutboxRow] = deque()    # deferred by the broker, sent again first
+        self._retry_after = 0.0
+        self._receive_maximum = window             # lowered to the broker's Receive Maximum
         self._flush_lock = threading.Lock()
         self._statuses: dict[str, bytes] = {}    # retained status topics, re-sent on every connect
         self._status_lock = threading.Lock()
         self._outage_logged = False
         self._started = False
+        self._stopping = False
+        self._disconnected = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _worker_status(self, state: str, reason: str) -> bytes:
@@ -112,10 +122,14 @@ class MqttPublisher:
                 info.wait_for_publish(timeout_s)
             except (RuntimeError, ValueError) as exc:
                 log.warning("offline status not confirmed before disconnect: %s", exc)
+        self._stopping = True
+        was_connected = self._connected.is_set()
         self._client.disconnect()
+        if was_connected:
+            self._disconnected.wait(timeout_s)  # let the network thread finish before joining it
         self._client.loop_stop()
         self._connected.clear()
-        self._started = False
+        self._started = self._stopping = False
 
     def __enter__(self) -> "MqttPublisher":
         return self.start()
@@ -130,6 +144,8 @@ class MqttPublisher:
                       self.client_id, reason_text(reason_code))
             return
         self._outage_logged = False
+        self._disconnected.clear()
+        self._receive_maximum = min(self.window, getattr(properties, "ReceiveMaximum", self.window) or self.window)
         log.info("MQTT connected to %s as %s (session present: %s)", safe_url(self.mqtt),
                  self.client_id, flags.session_present)
         client.publish(self.status_topic, self._worker_status("online", "connected"), qos=1, retain=True)
@@ -147,7 +163,8 @@ class MqttPublisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        if was and self._started:
+        self._disconnected.set()
+        if was and not self._stopping:
             log.warning("MQTT connection to %s lost: %s; outbox keeps undelivered alerts",
                         safe_url(self.mqtt), reason_text(reason_code))
 
@@ -172,7 +189,8 @@ class MqttPublisher:
         return info.rc == paho.MQTT_ERR_SUCCESS
 
     def _settle_acks(self, first: tuple[int, Any] | None = None) -> int:
-        """Match queued PUBACKs to rows; delete delivered rows, dead-letter refused ones."""
+        """Match queued PUBACKs to rows: delete delivered rows, retry on "quota exceeded"/"server
+        busy", dead-letter rows the broker refuses for good (e.g. "Not authorized")."""
         items = [first] if first else []
         while True:
             try:
@@ -181,33 +199,46 @@ class MqttPublisher:
                 break
         done: list[int] = []
         for mid, reason in items:
-            row_id = self._inflight.pop(mid, None)
-            if row_id is None:
+            row = self._inflight.pop(mid, None)
+            if row is None:
                 continue  # a status message, or a row already settled
             if isinstance(reason, paho.ReasonCode) and reason.is_failure:
-                log.error("broker refused outbox message %d: %s; moved to dead letters", row_id,
-                          reason_text(reason))
-                self.store.move_to_dead_letter(row_id, reason_text(reason))
+                if reason.value in _RETRYABLE:
+                    log.warning("broker deferred outbox message %d (%s); retrying", row.id, reason_text(reason))
+                    self._retry.append(row)
+                    self._retry_after = time.monotonic() + 0.5
+                    continue
+                log.error("broker refused outbox message %d on %s: %s; moved to dead letters", row.id,
+                          row.topic, reason_text(reason))
+                self.store.move_to_dead_letter(row.id, reason_text(reason))
             else:
-                done.append(row_id)
+                done.append(row.id)
         self.store.delete(done)
         return len(done)
 
+    def _publish_row(self, row: OutboxRow) -> None:
+        info = self._client.publish(row.topic, row.payload, qos=max(1, row.qos), retain=row.retain)
+        if info.rc in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            # NO_CONN: paho keeps the message and sends it after reconnecting.
+            self._inflight[info.mid] = row
+        else:
+            log.error("cannot publish outbox message %d to %s: %s; moved to dead letters",
+                      row.id, row.topic, reason_text(info.rc))
+            self.store.move_to_dead_letter(row.id, reason_text(info.rc))
+
     def _send_more(self) -> None:
-        room = self.window - len(self._inflight)
-        if room <= 0 or not self._connected.is_set():
+        if not self._connected.is_set():
+            return
+        room = self.effective_window - len(self._inflight)
+        if self._retry and time.monotonic() >= self._retry_after:
+            while self._retry and room > 0:
+                self._publish_row(self._retry.popleft())
+                room -= 1
+        if room <= 0:
             return
         for row in self.store.pending(room, after_id=self._last_sent_id):
-            info = self._client.publish(row.topic, row.payload, qos=row.qos or 1, retain=row.retain)
-            if info.rc in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-                # NO_CONN: paho keeps the message and sends it after reconnecting.
-                self._inflight[info.mid] = row.id
-                self._last_sent_id = row.id
-            else:
-                log.error("cannot publish outbox message %d to %s: %s; moved to dead letters",
-                          row.id, row.topic, reason_text(info.rc))
-                self.store.move_to_dead_letter(row.id, reason_text(info.rc))
-                self._last_sent_id = row.id
+            self._publish_row(row)
+            self._last_sent_id = row.id
 
     def flush(self, timeout_s: float = 5.0) -> int:
         """Send pending outbox rows in order and wait for their PUBACKs, up to ``timeout_s``.
@@ -222,7 +253,7 @@ class MqttPublisher:
                 return acked
             while True:
                 self._send_more()
-                if not self._inflight and not self.store.pending(1, after_id=self._last_sent_id):
+                if not self._inflight and not self._retry and not self.store.pending(1, after_id=self._last_sent_id):
                     return acked
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -234,6 +265,11 @@ class MqttPublisher:
                 except queue.Empty:
                     continue
                 acked += self._settle_acks(first)
+
+    @property
+    def effective_window(self) -> int:
+        """Messages allowed in flight: ``window``, capped by the broker's Receive Maximum."""
+        return min(self.window, self._receive_maximum)
 
     def in_flight(self) -> int:
         """Messages handed to the broker and not yet acknowledged."""

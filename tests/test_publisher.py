@@ -241,6 +241,38 @@ def test_sigkill_publisher_then_fresh_publisher_drains(mqtt_broker, tmp_path):
     status.stop()
 
 
+def test_broker_receive_maximum_caps_the_window(mosquitto_factory, tmp_path):
+    broker = mosquitto_factory(extra_config=f"max_inflight_messages 2\n{RUN_AS_ME}")
+    pfx = prefix()
+    store = StateStore(tmp_path / "state.db")
+    commit(store, pfx, range(50))
+    pub = make_publisher(broker.url, store, pfx, window=40).start()
+    try:
+        assert pub.wait_connected(5)
+        assert pub.effective_window == 2
+        assert pub.flush(10) == 50 and store.outbox_size() == 0
+    finally:
+        pub.stop()
+
+
+def test_refused_and_deferred_pubacks(tmp_path):
+    """PUBACK reason codes: 'Not authorized' -> dead letter; 'Quota exceeded' -> sent again."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    store = StateStore(tmp_path / "state.db")
+    commit(store, "p", range(3))
+    rows = store.pending(3)
+    pub = make_publisher("mqtt://127.0.0.1:1", store, "p")
+    pub._inflight.update({11: rows[0], 12: rows[1], 13: rows[2]})
+    for mid, code in ((11, 0), (12, 0x87), (13, 0x97)):
+        pub._on_publish(None, None, mid, ReasonCode(PacketTypes.PUBACK, identifier=code), None)
+    assert pub._settle_acks() == 1
+    assert [r.id for r in store.pending(10)] == [rows[2].id]
+    assert store.dead_letters() == [(rows[1].id, rows[1].topic, "Not authorized (135)")]
+    assert list(pub._retry) == [rows[2]] and not pub._inflight
+
+
 def test_publisher_validates_its_inputs(tmp_path):
     store = StateStore(tmp_path / "state.db")
     with pytest.raises(ValueError, match="worker name"):
