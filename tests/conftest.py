@@ -86,3 +86,15 @@ def footage_dir() -> Path:
     if not (FOOTAGE / "labels.csv").exists():
         pytest.skip("../shared/footage is not present")
     return FOOTAGE
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's test harness (a temporary SQLite-backed API) for the whole session (~15 s to start)."""
+    from pipeline.prefect_env import prepare_prefect_env
+
+    prepare_prefect_env()
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,50 @@
+"""`citywatch watch`: run the watch flow locally, once or continuously."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pipeline.config import ConfigError, load_config
+from pipeline.prefect_env import prepare_prefect_env
+
+log = logging.getLogger("citywatch.watch")
+
+
+def watch_command(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Camera registry YAML (or $CITYWATCH_CONFIG)"),
+    once: bool = typer.Option(False, "--once", help="One pass over every camera, then exit"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Only this shard's cameras"),
+    window: Optional[float] = typer.Option(None, "--window", help="Seconds per flow run (default worker.window_s)"),
+) -> None:
+    """Pick up new frames, run the detectors and publish alerts (a Prefect flow run per window)."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not cfg.cameras:
+        typer.echo("error: the config lists no cameras (cameras: [...])", err=True)
+        raise typer.Exit(2)
+    prepare_prefect_env()
+    from flows.watch import close_sessions, watch  # Prefect is imported only here
+
+    config_path = str(config) if config else None
+    try:
+        while True:
+            result = watch(config_path=config_path, shard=shard, window_s=window, once=once)
+            typer.echo(json.dumps(result))
+            if once:
+                break
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        close_sessions()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("watch")(watch_command)

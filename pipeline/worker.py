@@ -1,0 +1,224 @@
+"""One edge worker's processing cycle: new frames of a camera -> detectors -> incidents -> outbox.
+
+`Worker.process_camera` is the unit the Prefect tasks call. Per camera it lists the keys after
+the checkpoint, fetches and decodes each frame (bad input is counted, logged with its reason and
+skipped), runs the camera's :class:`FrameAnalyzer`, stores evidence for every incident message,
+and commits the alert messages, the new checkpoint and the incident state in ONE transaction of
+the :class:`StateStore`. Only then are messages handed to MQTT (`flush`), so a crash at any moment
+loses nothing and starts no incident twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pipeline.analysis import FrameAnalyzer
+from pipeline.cap import cap_xml
+from pipeline.config import CameraConfig, Config
+from pipeline.evidence import EvidenceStore
+from pipeline.frames import BadFrame, FrameStore, FrameStoreUnavailable, decode_frame
+from pipeline.health import CameraHealth
+from pipeline.incidents import IncidentEvent
+from pipeline.keys import parse_frame_key
+from pipeline.payload import alert_topic, build_alert, cap_topic
+from pipeline.publisher import MqttPublisher
+from pipeline.state import OutboxMessage, StateStore
+
+log = logging.getLogger(__name__)
+
+#: Detectors work at about this width; the decoder reduces larger frames toward it.
+DECODE_MAX_WIDTH = 640
+#: Commit to the state store at least every this many frames within a batch.
+COMMIT_EVERY = 50
+
+
+@dataclass
+class BatchResult:
+    """What one `process_camera` call did."""
+
+    camera_id: str
+    frames: int = 0
+    alerts: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    checkpoint: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"camera": self.camera_id, "frames": self.frames, "alerts": self.alerts,
+                "skipped": dict(self.skipped), "checkpoint": self.checkpoint, "error": self.error}
+
+
+class Worker:
+    """Holds the per-camera detector state and the I/O ends (frames, evidence, state, MQTT)."""
+
+    def __init__(self, config: Config, *, frames: FrameStore, evidence: EvidenceStore,
+                 state: StateStore, publisher: MqttPublisher, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.frames = frames
+        self.evidence = evidence
+        self.state = state
+        self.publisher = publisher
+        self.clock = clock
+        self.health = CameraHealth(config.health)
+        self.health.register([c.id for c in config.cameras], clock())
+        self._analyzers: dict[str, FrameAnalyzer] = {}
+        self._locks: dict[str, threading.Lock] = {c.id: threading.Lock() for c in config.cameras}
+        self._last_digest: dict[str, int] = {}
+
+    # -- per-camera state -------------------------------------------------------------------
+    def analyzer(self, camera: CameraConfig) -> FrameAnalyzer:
+        """The camera's analyzer, its incident state restored from the state store after a restart."""
+        if camera.id not in self._analyzers:
+            self._analyzers[camera.id] = FrameAnalyzer(camera, self.config.alerts,
+                                                       self.state.tracker_state(camera.id))
+        return self._analyzers[camera.id]
+
+    # -- the cycle ----------------------------------------------------------------------------
+    def process_camera(self, camera_id: str) -> BatchResult:
+        """Process every frame of one camera added since its checkpoint (up to the batch limit)."""
+        camera = self.config.camera(camera_id)
+        result = BatchResult(camera_id)
+        if camera is None:
+            result.error = f"camera {camera_id!r} is not in the registry"
+            log.error(result.error)
+            return result
+        with self._locks[camera_id]:
+            try:
+                self._process(camera, result)
+            except FrameStoreUnavailable as exc:
+                result.error = str(exc)
+                log.warning("camera %s: object store unavailable, will retry next cycle: %s", camera_id, exc)
+                self._analyzers.pop(camera_id, None)
+            except Exception as exc:  # noqa: BLE001 - one camera's failure must not stop the others
+                result.error = f"{type(exc).__name__}: {exc}"
+                log.exception("camera %s: batch failed; resuming from its checkpoint next cycle", camera_id)
+                # Frames after the last commit will be fed again: rebuild the detectors and the
+                # incident state from the last commit so they see them in order.
+                self._analyzers.pop(camera_id, None)
+        return result
+
+    def _process(self, camera: CameraConfig, result: BatchResult) -> None:
+        w = self.config.worker
+        checkpoint = self.state.checkpoint(camera.id)
+        listing = self.frames.list_new(camera.id, checkpoint, w.max_frames_per_batch)
+        for key, reason in listing.rejected:
+            result.skipped["bad_key"] += 1
+            log.warning("camera %s: skipped object %r: %s", camera.id, key[:200], reason)
+        analyzer = self.analyzer(camera)
+        pending: list[OutboxMessage] = []
+        last_key = checkpoint
+        last_ts = None if checkpoint is None else parse_frame_key(checkpoint).ts
+        newest_listed = max([*listing.keys, *(k for k, _ in listing.rejected)], default=None)
+        now = self.clock()
+        for key in listing.keys:
+            fk = parse_frame_key(key)
+            if fk.ts > now + w.max_future_s:
+                # Later keys are later still: leave them (and the checkpoint) until their time comes.
+                result.skipped["future_time"] += 1
+                log.warning("camera %s: frame %s is stamped %.0f s in the future; held back",
+                            camera.id, key, fk.ts - now)
+                newest_listed = None
+                break
+            last_key = key
+            reason = self._frame_problem(camera, key, fk.ts, last_ts)
+            if reason is None:
+                try:
+                    frame = decode_frame(self.frames.get(key, w.max_frame_bytes),
+                                         max_pixels=w.max_frame_pixels, max_width=DECODE_MAX_WIDTH)
+                except BadFrame as exc:
+                    reason = "bad_frame"
+                    log.warning("camera %s: skipped frame %s: %s", camera.id, key, exc)
+                else:
+                    _, events = analyzer.analyze(frame, fk.ts)
+                    events += self.health.frame_seen(camera.id, fk.ts, now)
+                    pending.extend(self._messages(camera, events, key, fk.test, frame))
+                    last_ts = fk.ts
+                    result.frames += 1
+            if reason is not None:
+                result.skipped[reason] += 1
+            if len(pending) or (result.frames and result.frames % COMMIT_EVERY == 0):
+                result.alerts += self._commit(camera, last_key, pending, analyzer)
+                pending = []
+        if newest_listed is not None and (last_key is None or newest_listed > last_key):
+            last_key = newest_listed  # step over rejected keys so they are not listed again
+        if last_key != checkpoint:
+            result.alerts += self._commit(camera, last_key, pending, analyzer)
+        result.checkpoint = last_key
+
+    def _frame_problem(self, camera: CameraConfig, key: str, ts: float, last_ts: float | None) -> str | None:
+        if last_ts is not None and ts <= last_ts:
+            log.warning("camera %s: frame %s is not newer than the last processed one; skipped", camera.id, key)
+            return "out_of_order"
+        return None
+
+    def _messages(self, camera: CameraConfig, events: list[IncidentEvent], frame_key: str | None,
+                  test: bool, frame=None) -> list[OutboxMessage]:
+        out: list[OutboxMessage] = []
+        cfg = self.config
+        for event in events:
+            evidence = None
+            if frame is not None:
+                try:
+                    evidence = self.evidence.store(event, frame, frame_key)
+                except Exception as exc:  # noqa: BLE001 - an alert without a picture beats no alert
+                    log.warning("camera %s: snapshot of %s not stored (%s); alert goes out without it",
+                                camera.id, event.incident_id, exc)
+            bucket = cfg.s3.frames_bucket if frame_key else None
+            payload = build_alert(event, camera, frame_bucket=bucket, frame_key=frame_key,
+                                  evidence=evidence, test=test, worker=cfg.worker.name)
+            out.append(OutboxMessage(alert_topic(cfg.mqtt.topic_prefix, event.type, camera.id), payload.to_json()))
+            if cfg.alerts.cap.enabled:
+                out.append(OutboxMessage(cap_topic(cfg.mqtt.topic_prefix, event.type, camera.id),
+                                         cap_xml(payload, cfg.alerts.cap).encode()))
+            log.info("camera %s: %s %s incident %s seq %d severity %s", camera.id, event.type, event.state,
+                     event.incident_id, event.seq, event.severity)
+        return out
+
+    def _commit(self, camera: CameraConfig, last_key: str | None, messages: list[OutboxMessage],
+                analyzer: FrameAnalyzer) -> int:
+        self.state.commit_batch(camera.id, last_key, messages, analyzer.tracker.to_state())
+        return sum(1 for m in messages if "/alerts/" in m.topic)
+
+    # -- time-driven events ---------------------------------------------------------------------
+    def expire(self) -> int:
+        """End incidents of cameras whose frames stopped, raise/clear camera_offline; returns alerts queued."""
+        now = self.clock()
+        queued = 0
+        offline: dict[str, list[IncidentEvent]] = {}
+        for event in self.health.check(now):
+            offline.setdefault(event.camera_id, []).append(event)
+        for camera in self.config.cameras:
+            with self._locks[camera.id]:
+                analyzer = self.analyzer(camera)
+                events = analyzer.expire(now) + offline.get(camera.id, [])
+                if events:
+                    messages = self._messages(camera, events, None, self._test_camera(camera.id))
+                    self.state.commit_batch(camera.id, self.state.checkpoint(camera.id), messages,
+                                            analyzer.tracker.to_state())
+                    queued += len(events)
+        return queued
+
+    def _test_camera(self, camera_id: str) -> bool:
+        """Whether the camera's latest frame was test footage (its incidents' ends are test alerts too)."""
+        checkpoint = self.state.checkpoint(camera_id)
+        try:
+            return checkpoint is not None and parse_frame_key(checkpoint).test
+        except ValueError:
+            return False
+
+    def publish_statuses(self) -> None:
+        """Retained `<prefix>/cameras/<id>/status` for every camera."""
+        import json
+
+        prefix = self.config.mqtt.topic_prefix
+        for camera_id, status in self.health.statuses(self.clock()).items():
+            self.publisher.publish_status(f"{prefix}/cameras/{camera_id}/status", json.dumps(status).encode())
+
+    def flush(self, timeout_s: float = 2.0) -> int:
+        """Hand queued messages to the broker; returns how many it acknowledged."""
+        return self.publisher.flush(timeout_s)
