@@ -1,15 +1,203 @@
-"""Fire and smoke detection (colour proposes, temporal evidence decides)."""
+"""Fire and smoke detection (colour proposes, temporal evidence decides).
+
+Fire: bright red-orange-yellow pixels are only candidates. A grid cell counts as burning when it
+held candidates in most of the last seconds, its candidate outline keeps taking shapes it never had
+before in the window (novelty: static logos, lamps, blinking or cycling neon and slowly sliding
+objects all match an earlier shape) and the brightness inside it shimmers. A cluster of burning
+cells must also glow (candidates brighter than the rest of their cells).
+
+Smoke: grey, low-saturation haze that hides the background's edges while the background's
+structure still shows through, persisting for seconds (see :class:`SmokeHaze`).
+
+Stills replayed as identical frames give no temporal evidence: the detector reports them as not
+ready (``measurements["static_scene"] = 1``) instead of guessing.
+"""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 from pydantic import Field
 
-from detectors.base import DetectorSettings
+from detectors.base import DetectorSettings, Finding, region_mask, working_size
+from detectors.fire_features import CellFlicker, SmokeHaze, flame_colour_mask
+
+CELL = 16  # grid cell side at the working size (320 px wide)
+STILL_CHANGE = 0.002  # mean brightness change (0..1) below which consecutive frames are identical
 
 
 class FireSettings(DetectorSettings):
     """Settings of the fire detector."""
 
+    min_area_pct: float = Field(
+        0.1, ge=0.0, le=100.0, description="Smallest burning area, % of the watched region")
+    min_history_s: float = Field(
+        3.0, ge=0.5, le=30.0, description="Seconds of frames needed before fire can be judged")
+
 
 class SmokeSettings(DetectorSettings):
     """Settings of the smoke detector (runs inside the fire detector)."""
+
+    min_area_pct: float = Field(
+        1.0, ge=0.0, le=100.0, description="Smallest hazy area, % of the watched region")
+    min_history_s: float = Field(
+        4.0, ge=1.0, le=120.0, description="Seconds of frames needed before smoke can be judged")
+
+
+def _shrink(frame: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Downscale by repeated exact halving (a 2x2 box filter, as good as INTER_AREA but cheaper)."""
+    while frame.shape[1] >= 2 * w and frame.shape[0] >= 2 * h:
+        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2),
+                           interpolation=cv2.INTER_LINEAR)
+    if frame.shape[:2] != (h, w):
+        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def _shift(sensitivity: float) -> float:
+    """-1 at sensitivity 0, 0 at the default 0.5, +1 at 1."""
+    return (sensitivity - 0.5) * 2.0
+
+
+class FireDetector:
+    """Per-camera fire and smoke detector: ``detect(frame, ts)`` -> [fire Finding, smoke Finding]."""
+
+    event_types = ("fire", "smoke")
+
+    def __init__(self, fire: FireSettings | None = None, smoke: SmokeSettings | None = None) -> None:
+        self.fire = fire or FireSettings()
+        self.smoke = smoke or SmokeSettings()
+        k = _shift(self.fire.sensitivity)
+        self.red_min = int(round(170 - 30 * k))
+        self.presence_min = 0.6 - 0.15 * k
+        self.novelty_min = 0.45 - 0.15 * k
+        self.shimmer_min = 0.05 - 0.025 * k
+        self.rigid_gain = 0.2 + 0.05 * k
+        self.glow_min = 10 - 10 * k
+        self.flicker = CellFlicker(cell=CELL)
+        self.haze = SmokeHaze(cell=CELL // 2, sensitivity=self.smoke.sensitivity)
+        self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._last_fire = Finding("fire", False, ready=False)
+        self._last_ts: float | None = None
+        self._still_since: float | None = None
+
+    def _region(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        if (h, w) not in self._masks:
+            self._masks[(h, w)] = (region_mask(self.fire.regions, h, w) > 0,
+                                   region_mask(self.smoke.regions, h, w) > 0)
+        return self._masks[(h, w)]
+
+    def detect(self, frame: np.ndarray, ts: float) -> list[Finding]:
+        """One fire and one smoke Finding for a BGR uint8 frame taken at ``ts`` seconds."""
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+                or frame.shape[2] != 3:
+            got = getattr(frame, "shape", type(frame).__name__)
+            raise ValueError(f"frame must be a BGR uint8 array of shape (h, w, 3), got {got}")
+        h, w = working_size(*frame.shape[:2])
+        if h < CELL or w < CELL:
+            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small to analyse")
+        small = _shrink(frame, w, h)
+        luma = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        fire_region, smoke_region = self._region(h, w)
+        fire = self._detect_fire(small, luma, fire_region, ts)
+        smoke = self._detect_smoke(small, luma, smoke_region, ts)
+        self._last_ts = ts
+        return [fire, smoke]
+
+    # --- fire -------------------------------------------------------------------------------
+    def _detect_fire(self, small: np.ndarray, luma: np.ndarray, region: np.ndarray,
+                     ts: float) -> Finding:
+        if not self.fire.enabled:
+            return Finding("fire", False, ready=False)
+        if not self.flicker.due(ts):
+            return self._last_fire
+        mask = flame_colour_mask(small, self.red_min) & region
+        self.flicker.store(ts, mask, luma)
+        still = self._track_still(ts)
+        ready = self.flicker.span_s >= self.fire.min_history_s and not still
+        presence, novelty, shimmer = self.flicker.cell_scores()
+        burning = (presence >= self.presence_min) & (novelty >= self.novelty_min) \
+            & (shimmer >= self.shimmer_min)
+        rows, cols = self.flicker.grid
+        grid = burning.reshape(rows, cols).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
+        region_px = max(int(region.sum()), 1)
+        hh, ww = mask.shape
+        boxes, area, best = [], 0, 0.0
+        if count > 1:
+            blobs, blob_labels, blob_stats, _ = cv2.connectedComponentsWithStats(
+                mask.view(np.uint8), connectivity=8)
+            cut = blob_labels[: rows * CELL, : cols * CELL]
+            cell_labels = cv2.resize(labels.astype(np.uint16), (cols * CELL, rows * CELL),
+                                     interpolation=cv2.INTER_NEAREST)
+        for i in range(1, count):
+            x, y, cw, ch = (int(v) for v in stats[i][:4])
+            idx = (labels == i).ravel()
+            touched = np.unique(cut[cell_labels == i])
+            touched = touched[touched > 0]
+            px = int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
+            lut = np.zeros(blobs, bool)
+            lut[touched] = True
+            flame = lut[blob_labels]
+            if px * 100.0 / region_px < self.fire.min_area_pct or not self._glows(luma, flame):
+                continue
+            pad = (max(x - 1, 0) * CELL, max(y - 1, 0) * CELL, (cw + 2) * CELL, (ch + 2) * CELL)
+            aligned, raw = self.flicker.rigidity(pad)
+            if aligned >= 0.3 and aligned - raw >= self.rigid_gain:
+                continue  # a moving object (bus, kayak, a panning camera): it translates, not flickers
+            best = max(best, float(np.mean(novelty[idx]) * np.mean(presence[idx])))
+            area += px
+            for j in touched:
+                bx, by, bw, bh = (int(v) for v in blob_stats[j][:4])
+                boxes.append((bx / ww, by / hh, bw / ww, bh / hh))
+        active = bool(boxes) and ready
+        confidence = min(1.0, 0.5 * best / max(self.novelty_min, 1e-3)) if active else 0.0
+        measurements = {
+            "area_pct": round(area * 100.0 / region_px, 3),
+            "candidate_pct": round(float(mask.sum()) * 100.0 / region_px, 3),
+            "flicker": round(float(novelty[burning].mean()) if burning.any() else 0.0, 3),
+            "static_scene": 1.0 if still else 0.0,
+        }
+        self._last_fire = Finding("fire", active, round(confidence, 3), measurements,
+                                  tuple(boxes) if active else (), None, ready)
+        return self._last_fire
+
+    def _glows(self, luma: np.ndarray, flame: np.ndarray) -> bool:
+        """Flames emit light: their pixels are brighter than their surroundings (a ring of 5 px)."""
+        ring = cv2.dilate(flame.view(np.uint8), np.ones((11, 11), np.uint8)).view(bool) & ~flame
+        if not ring.any():
+            return True
+        return float(luma[flame].mean()) >= float(luma[ring].mean()) + self.glow_min
+
+    def _track_still(self, ts: float) -> bool:
+        """True once the frames have been identical for the whole judging period (a replayed still)."""
+        if len(self.flicker.times) < 2 or self.flicker.last_change > STILL_CHANGE:
+            self._still_since = None
+            return False
+        if self._still_since is None:
+            self._still_since = self.flicker.times[-2]
+        return ts - self._still_since >= self.fire.min_history_s
+
+    # --- smoke ------------------------------------------------------------------------------
+    def _detect_smoke(self, small: np.ndarray, luma: np.ndarray, region: np.ndarray,
+                      ts: float) -> Finding:
+        if not self.smoke.enabled:
+            return Finding("smoke", False, ready=False)
+        half = (small.shape[1] // 2, small.shape[0] // 2)  # smoke is slow and large: half size
+        region = cv2.resize(region.view(np.uint8), half, interpolation=cv2.INTER_NEAREST).view(bool)
+        hazy, m = self.haze.update(ts, cv2.resize(small, half, interpolation=cv2.INTER_LINEAR),
+                                   cv2.resize(luma, half, interpolation=cv2.INTER_LINEAR), region)
+        region_px = max(int(region.sum()), 1)
+        area = float(hazy.sum()) * 100.0 / region_px
+        ready = self.haze.span_s >= self.smoke.min_history_s
+        active = ready and area >= self.smoke.min_area_pct and m["global"] < 0.5
+        boxes: list[tuple[float, float, float, float]] = []
+        if active:
+            count, _, stats, _ = cv2.connectedComponentsWithStats(hazy.astype(np.uint8), connectivity=8)
+            hh, ww = hazy.shape
+            boxes = [(float(s[0] / ww), float(s[1] / hh), float(s[2] / ww), float(s[3] / hh))
+                     for s in stats[1:count]]
+        measurements = {"area_pct": round(area, 3), "growth": round(m["growth"], 3),
+                        "edge_loss": round(m["edge_loss"], 3)}
+        confidence = min(1.0, 0.5 + 0.5 * m["edge_loss"]) if active else 0.0
+        return Finding("smoke", active, round(confidence, 3), measurements, tuple(boxes), None, ready)

@@ -1,0 +1,263 @@
+"""Building blocks of the fire and smoke detector: flame colour candidates, flicker analysis of
+candidate sites over a short history, and a smoke (haze) model against a slow background.
+
+Everything works on the detector's working-size frame; nothing here knows about settings models.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def flame_colour_mask(bgr: np.ndarray, red_min: int, sat_min: float = 0.4,
+                      hue_min: float = 0.12) -> np.ndarray:
+    """Pixels whose colour could be flame: bright saturated red-orange-yellow body pixels, plus
+    washed-out yellow-white core pixels that touch a body pixel.
+
+    Body rule (after Chen et al. 2004 and Celik & Demirel 2009): R >= G > B, R > ``red_min``,
+    HSV saturation (R-B)/R >= ``sat_min`` and hue above pure red, (G-B)/(R-B) >= ``hue_min``.
+    Core: R > 220, G > 170, R >= G >= B within 2 px of the body. Colour only proposes candidates;
+    returns a bool mask.
+    """
+    b = bgr[:, :, 0].astype(np.int16)
+    g = bgr[:, :, 1].astype(np.int16)
+    r = bgr[:, :, 2].astype(np.int16)
+    chroma = r - b
+    body = ((r > red_min) & (r >= g) & (g > b) & (chroma >= sat_min * r)
+            & (g - b >= hue_min * chroma))
+    core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
+    near_body = cv2.dilate(body.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+    return body | (core & near_body)
+
+
+class CellFlicker:
+    """Flicker evidence per grid cell from the history of flame-colour candidate masks.
+
+    The frame is cut into ``cell`` x ``cell`` squares. Whenever a frame is stored (at most every
+    ``min_step_s`` seconds, so 1 and 30 frames/s look alike), each cell's candidate shape is
+    compared with its shapes in every stored frame of the window. Its *novelty* is 1 minus the best
+    match (IoU): a static logo or lamp matches itself, a blinking or cycling neon matches an earlier
+    cycle, a slowly sliding object matches the previous frame, but a flame's outline never repeats.
+    *Shimmer* is the brightness change inside the candidate pixels; *presence* the share of stored
+    frames in which the cell held candidates (a passing car leaves quickly).
+    """
+
+    def __init__(self, cell: int = 16, window_s: float = 6.0, min_step_s: float = 0.45,
+                 max_frames: int = 14, min_past: int = 5) -> None:
+        self.cell = cell
+        self.min_past = min_past  # novelty is only judged against at least this many past frames
+        self.window_s = window_s
+        self.min_step_s = min_step_s
+        self.max_frames = max_frames
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history (new stream, size change or time going backwards)."""
+        self.times: deque[float] = deque()
+        self.shapes: deque[np.ndarray] = deque()  # (cells, cell*cell) bool per stored frame
+        self.masks: deque[np.ndarray] = deque()  # full candidate masks, for the rigidity test
+        self.present: deque[np.ndarray] = deque()  # per stored frame: cell held candidates
+        self.lumas: deque[np.ndarray] = deque()
+        self.novelty: deque[np.ndarray] = deque()  # per stored frame, NaN where the cell was empty
+        self.shimmer: deque[np.ndarray] = deque()
+        self.grid: tuple[int, int] = (0, 0)
+        self.last_change = 0.0  # mean absolute brightness change at the last store (0..1)
+
+    def _cells(self, image: np.ndarray) -> np.ndarray:
+        rows, cols = self.grid
+        c = self.cell
+        cut = image[: rows * c, : cols * c]
+        return cut.reshape(rows, c, cols, c).swapaxes(1, 2).reshape(rows * cols, c * c)
+
+    def due(self, ts: float) -> bool:
+        """Whether a frame at ``ts`` would be stored (the analysis only changes then)."""
+        return not self.times or ts - self.times[-1] >= self.min_step_s or ts < self.times[-1]
+
+    def store(self, ts: float, mask: np.ndarray, luma: np.ndarray) -> None:
+        """Add a frame's candidate mask and grey image and measure every cell against the history."""
+        grid = (mask.shape[0] // self.cell, mask.shape[1] // self.cell)
+        if grid != self.grid or (self.times and ts < self.times[-1]):
+            self.reset()
+            self.grid = grid
+        shape = self._cells(mask)
+        lum = self._cells(luma).astype(np.int16)
+        counts = shape.sum(axis=1)
+        novelty = np.full(len(counts), np.nan, np.float32)
+        shimmer = np.zeros(len(counts), np.float32)
+        occupied = counts > 0
+        if len(self.shapes) >= self.min_past and occupied.any():
+            past = np.stack([old[occupied] for old in self.shapes])  # (frames, cells, pixels)
+            now = shape[occupied]
+            inter = (past & now).sum(axis=2)
+            union = past.sum(axis=2) + counts[occupied] - inter
+            best = np.max(np.where(union > 0, inter / np.maximum(union, 1), 0.0), axis=0)
+            novelty[occupied] = 1.0 - best
+            prev_shape, prev_lum = self.shapes[-1][occupied], self.lumas[-1][occupied]
+            lit = now | prev_shape
+            diff = np.abs(lum[occupied] - prev_lum) * lit
+            shimmer[occupied] = diff.sum(axis=1) / np.maximum(lit.sum(axis=1), 1) / 255.0
+        self.last_change = (float(np.abs(lum - self.lumas[-1]).mean()) / 255.0
+                            if self.lumas else 0.0)
+        queues = (self.times, self.shapes, self.lumas, self.novelty, self.shimmer, self.masks,
+                  self.present)
+        for queue, item in zip(queues, (ts, shape, lum, novelty, shimmer, mask, occupied)):
+            queue.append(item)
+        while len(self.times) > self.max_frames or ts - self.times[0] > self.window_s:
+            for queue in queues:
+                queue.popleft()
+
+    @property
+    def span_s(self) -> float:
+        return self.times[-1] - self.times[0] if self.times else 0.0
+
+    def cell_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell over the window: presence (0..1), mean novelty and mean shimmer when judged."""
+        n = self.grid[0] * self.grid[1]
+        if len(self.times) <= self.min_past or n == 0:
+            return np.zeros(n), np.zeros(n), np.zeros(n)
+        presence = np.stack(self.present).mean(axis=0)
+        novelty = np.stack(self.novelty)
+        judged = ~np.isnan(novelty)
+        hits = np.maximum(judged.sum(axis=0), 1)
+        mean_novelty = np.where(judged, novelty, 0.0).sum(axis=0) / hits
+        mean_shimmer = np.where(judged, np.stack(self.shimmer), 0.0).sum(axis=0) / hits
+        return presence, mean_novelty, mean_shimmer
+
+    def rigidity(self, box: tuple[int, int, int, int], pairs: int = 3) -> tuple[float, float]:
+        """Mean IoU of consecutive candidate shapes inside ``box`` (x, y, w, h pixels) after
+        aligning their centroids, and without aligning. A moving rigid object matches well only
+        once aligned; a steady or flickering fire gains nothing from the alignment."""
+        x, y, w, h = box
+        crops = [m[y:y + h, x:x + w] for m in list(self.masks)[-(pairs + 1):]]
+        pairs_ = [(a, b) for a, b in zip(crops, crops[1:]) if a.any() and b.any()]
+        if not pairs_:
+            return 0.0, 0.0
+        aligned = float(np.mean([_aligned_iou(a, b) for a, b in pairs_]))
+        raw = float(np.mean([np.count_nonzero(a & b) / np.count_nonzero(a | b) for a, b in pairs_]))
+        return aligned, raw
+
+
+def _aligned_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two masks after shifting ``a`` so the centroids coincide (rigid motion removed)."""
+    ya, xa = np.nonzero(a)
+    yb, xb = np.nonzero(b)
+    dy = int(round(yb.mean() - ya.mean()))
+    dx = int(round(xb.mean() - xa.mean()))
+    h, w = a.shape
+    ya2, xa2 = ya + dy, xa + dx
+    keep = (ya2 >= 0) & (ya2 < h) & (xa2 >= 0) & (xa2 < w)
+    inter = int(b[ya2[keep], xa2[keep]].sum())
+    union = len(ya) + len(yb) - inter
+    return inter / union if union else 1.0
+
+
+class SmokeHaze:
+    """Smoke evidence per grid cell against a slow background model.
+
+    Smoke is translucent: where it drifts in front of the scene the cell's edge energy falls
+    (``edge_loss``) while the background's pattern still shows through (the cell's gradients stay
+    correlated with the background's), its colour is low-saturation grey, and it changes slowly.
+    An opaque object (a truck) replaces the pattern instead, so it is not haze. A cell is hazy when
+    that holds in most stored frames of the window; the background adapts with a time constant of
+    ``tau_s`` seconds and not where haze is seen.
+    """
+
+    def __init__(self, cell: int = 16, sensitivity: float = 0.5, tau_s: float = 60.0,
+                 window_s: float = 6.0, min_step_s: float = 0.45) -> None:
+        k = (sensitivity - 0.5) * 2.0
+        self.cell = cell
+        self.tau_s = tau_s
+        self.window_s = window_s
+        self.min_step_s = min_step_s
+        self.loss_min = 0.35 - 0.1 * k  # share of the background's edge energy that must vanish
+        self.corr_min = 0.3  # gradient correlation with the background (pattern shows through)
+        self.sat_max = 70 + 20 * k  # mean HSV saturation (0..255) of a hazy cell
+        self.texture_min = 6.0  # mean gradient the background needs for a loss to be measurable
+        self.persist = 0.7 - 0.15 * k
+        self.min_cells = 4  # a plume covers at least a 2x2 block of cells
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the background and the history."""
+        self.grid: tuple[int, int] = (0, 0)
+        self.bg_grad: np.ndarray | None = None  # (cells, cell*cell) float32 gradient magnitude
+        self.times: deque[float] = deque()
+        self.flags: deque[np.ndarray] = deque()
+        self.first_ts: float | None = None
+        self.last = (np.zeros((0, 0), bool), {"growth": 0.0, "edge_loss": 0.0, "global": 0.0})
+        self.areas: deque[tuple[float, float]] = deque()
+
+    @property
+    def span_s(self) -> float:
+        return self.times[-1] - self.first_ts if self.times and self.first_ts is not None else 0.0
+
+    def _cells(self, image: np.ndarray) -> np.ndarray:
+        rows, cols = self.grid
+        c = self.cell
+        return image[: rows * c, : cols * c].reshape(rows, c, cols, c).swapaxes(1, 2) \
+            .reshape(rows * cols, c * c)
+
+    def update(self, ts: float, bgr: np.ndarray, luma: np.ndarray,
+               region: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Feed a working-size frame; returns the hazy pixel mask and measurements."""
+        grid = (luma.shape[0] // self.cell, luma.shape[1] // self.cell)
+        if grid != self.grid or (self.times and ts < self.times[-1]):
+            self.reset()
+            self.grid = grid
+        if self.times and ts - self.times[-1] < self.min_step_s:
+            return self.last
+        gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
+        grad = self._cells(np.abs(gx) + np.abs(gy))
+        sat = self._cells(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[:, :, 1]).mean(axis=1)
+        inside = self._cells(region).mean(axis=1) > 0.5
+        if self.bg_grad is None:
+            self.bg_grad, self.first_ts = grad.copy(), ts
+        bg_energy = self.bg_grad.mean(axis=1)
+        energy = grad.mean(axis=1)
+        loss = 1.0 - energy / np.maximum(bg_energy, 1e-3)
+        a = grad - energy[:, None]
+        b = self.bg_grad - bg_energy[:, None]
+        corr = (a * b).sum(axis=1) / np.maximum(np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)), 1e-3)
+        flag = (inside & (bg_energy >= self.texture_min) & (loss >= self.loss_min)
+                & (corr >= self.corr_min) & (sat <= self.sat_max))
+        dt = ts - self.times[-1] if self.times else 0.0
+        rate = 1.0 - np.exp(-dt / self.tau_s)
+        learn = np.where(flag, rate * 0.1, rate)[:, None]
+        self.bg_grad += (grad - self.bg_grad) * learn
+        self.times.append(ts)
+        self.flags.append(flag)
+        while ts - self.times[0] > self.window_s:
+            self.times.popleft()
+            self.flags.popleft()
+        hazy_cells = np.stack(self.flags).mean(axis=0) >= self.persist if len(self.flags) >= 3 \
+            else np.zeros_like(flag)
+        rows, cols = self.grid
+        # smoke is one spreading plume, not scattered cells (cars over lane markings)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            hazy_cells.reshape(rows, cols).astype(np.uint8), connectivity=8)
+        keep = np.zeros(count, bool)
+        keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= self.min_cells
+        hazy_cells = keep[labels].ravel()
+        hazy = np.zeros(luma.shape, bool)
+        hazy[: rows * self.cell, : cols * self.cell] = np.kron(
+            hazy_cells.reshape(rows, cols), np.ones((self.cell, self.cell), bool)) & region[
+            : rows * self.cell, : cols * self.cell]
+        textured = inside & (bg_energy >= self.texture_min)
+        area = float(hazy_cells.sum())
+        self.areas.append((ts, area))
+        while ts - self.areas[0][0] > 60.0:
+            self.areas.popleft()
+        t0, a0 = self.areas[0]
+        growth = (area - a0) / max(a0, 1.0) / max((ts - t0) / 60.0, 1e-3) if ts > t0 else 0.0
+        measures = {
+            "growth": float(growth),
+            "edge_loss": float(loss[hazy_cells].mean()) if hazy_cells.any() else 0.0,
+            "global": float(hazy_cells.sum() / max(textured.sum(), 1)),
+        }
+        self.last = (hazy, measures)
+        return self.last
