@@ -188,12 +188,12 @@ _KILLED_PUBLISHER = textwrap.dedent("""
     from pipeline.config import MqttSettings
     from pipeline.publisher import MqttPublisher
     from pipeline.state import OutboxMessage, StateStore
-    url, db, pfx, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    url, db, pfx, n, client_id = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     store = StateStore(db)
     store.commit_batch("cam-1", "k", [OutboxMessage(f"{pfx}/alerts/fire/cam-1", str(i).encode())
                                       for i in range(n)], None)
     pub = MqttPublisher(MqttSettings(url=url, topic_prefix=pfx), store, "worker-k",
-                        window=3, client_id="pub-killed").start()
+                        window=3, client_id=client_id).start()
     pub.wait_connected(5)
     print("flushing", flush=True)
     while store.outbox_size():
@@ -211,7 +211,8 @@ def test_sigkill_publisher_then_fresh_publisher_drains(mqtt_broker, tmp_path):
     db = tmp_path / "state.db"
     alerts = Collector(mqtt_broker, [f"{pfx}/alerts/#"]).start()
     status = Collector(mqtt_broker, [f"{pfx}/workers/+/status"]).start()
-    proc = subprocess.Popen([sys.executable, str(script), mqtt_broker, str(db), pfx, str(n)],
+    client_id = f"pub-killed-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, str(script), mqtt_broker, str(db), pfx, str(n), client_id],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "flushing"
@@ -225,7 +226,7 @@ def test_sigkill_publisher_then_fresh_publisher_drains(mqtt_broker, tmp_path):
     left = store.outbox_size()
     assert 0 < left < n, f"kill was not mid-stream ({left} left)"
     pub = MqttPublisher(MqttSettings(url=mqtt_broker, topic_prefix=pfx), store, "worker-k",
-                        client_id="pub-killed").start()
+                        client_id=client_id).start()
     try:
         assert pub.flush(10) == left
     finally:
