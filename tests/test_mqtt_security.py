@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -82,6 +83,7 @@ def secure_broker(tmp_path_factory):
     port = free_port()
     conf = (DEPLOY / "mosquitto.conf").read_text()
     assert "listener 8883\n" in conf and "allow_anonymous false" in conf
+    assert int(re.search(r"^max_queued_messages (\d+)$", conf, re.M)[1]) > 1000
     conf = (conf.replace("/etc/mosquitto/citywatch/", f"{etc}/")
             .replace("/var/lib/mosquitto/", f"{work}/data/")
             .replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
