@@ -28,9 +28,10 @@ _PAHO_LOG = logging.getLogger("pipeline.mqtt.paho")
 
 
 def _quiet_shutdown_race(record: logging.LogRecord) -> bool:
-    """paho 2.2 logs an ERROR when its loop runs once more after a clean disconnect; make it DEBUG."""
+    """paho 2.2 logs an ERROR when its loop runs once more after a disconnect; make it DEBUG."""
     if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return _PAHO_LOG.isEnabledFor(logging.DEBUG)
     return True
 
 
