@@ -164,4 +164,4 @@ def test_commit_latency_is_small(tmp_path):
         store.commit_batch("cam-1", f"k{i}", [msg(i), msg(i + 1)], {"i": i})
     per_commit_ms = (time.perf_counter() - t0) / 50 * 1000
     print(f"commit_batch with synchronous=FULL: {per_commit_ms:.2f} ms")
-    assert per_commit_ms < 50
+    assert per_commit_ms < 250, "an fsync per batch should cost milliseconds, not a quarter second"
