@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.config import AlertSettings, CameraConfig, WorkerSettings, format_validation_error
 from pipeline.decode import BadFrame, decode_frame
 from pipeline.ingest import IMAGE_SUFFIXES, IngestError, open_source
+from pipeline.worker import DECODE_MAX_WIDTH  # the worker's reduced decode, so frames match the flow's
 
 STILL_SECONDS = 10.0
 INGEST_JPEG_QUALITY = 90  # what `citywatch ingest` encodes with by default
-DECODE_MAX_WIDTH = 640  # the worker's reduced decode (pipeline.worker.DECODE_MAX_WIDTH)
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: frame times of replayed media start here
 
 
