@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -53,18 +54,21 @@ def test_compose_has_a_full_site():
 
 
 def test_compose_mounts_only_files_that_exist():
-    missing = []
+    missing, secrets = [], set()
     for name, service in _compose()["services"].items():
         for volume in service.get("volumes", []):
             host = volume.split(":", 1)[0]
             host = re.sub(r"\$\{[A-Z_]+:-([^}]+)\}", r"\1", host)  # take the default of ${VAR:-default}
-            if host.startswith(".") and not host.startswith("./secrets/"):  # secrets: made per site
+            if host.startswith("./secrets/"):  # made per site by deploy/make-secrets.sh
+                secrets.add(host)
+            elif host.startswith("."):
                 if not (DEPLOY / host).exists():
                     missing.append(f"{name}: {host}")
         build = service.get("build")
         if build and not (DEPLOY / build["context"] / build["dockerfile"]).exists():
             missing.append(f"{name}: {build['dockerfile']}")
     assert not missing, f"compose references files that do not exist: {missing}"
+    assert secrets == {"./secrets/mosquitto/passwd", "./secrets/mosquitto/tls", "./secrets/mosquitto/tls/ca.crt"}
 
 
 def test_every_compose_variable_is_in_env_example():
@@ -203,3 +207,52 @@ def test_systemd_unit():
         path.unlink()
     problems = [line for line in res.stderr.splitlines() if path.name in line or "citywatch" in line]
     assert not problems, problems
+
+
+def test_make_secrets_gives_a_working_tls_broker_login(tmp_path, mosquitto_factory):
+    import ssl
+
+    import paho.mqtt.client as mqtt
+
+    if shutil.which("mosquitto_passwd") is None or shutil.which("openssl") is None:
+        pytest.skip("mosquitto_passwd or openssl is not installed")
+    out = tmp_path / "secrets"
+    script = DEPLOY / "make-secrets.sh"
+    res = subprocess.run(["sh", str(script), "-o", str(out), "worker-1", "ioc"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (out / ".gitignore").read_text().strip() == "*"
+    clear = dict(line.split("=", 1) for line in (out / "mqtt-passwords.env").read_text().split())
+    assert set(clear) == {"MQTT_PASSWORD_WORKER_1", "MQTT_PASSWORD_IOC"}
+    assert (out / "mqtt-passwords.env").stat().st_mode & 0o077 == 0
+    # Re-running keeps existing users and certificates.
+    before = (out / "mosquitto" / "tls" / "server.crt").read_bytes()
+    res = subprocess.run(["sh", str(script), "-o", str(out), "worker-1", "worker-2"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "worker-2" in res.stdout and "user worker-1" not in res.stdout
+    assert (out / "mosquitto" / "tls" / "server.crt").read_bytes() == before
+    bad = subprocess.run(["sh", str(script), "-o", str(out), "bad/name"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "may only hold" in bad.stderr
+
+    tls = out / "mosquitto" / "tls"
+    import getpass
+
+    broker = mosquitto_factory(allow_anonymous=False, extra_config="\n".join([f"user {getpass.getuser()}",
+        f"password_file {out / 'mosquitto' / 'passwd'}", f"cafile {tls / 'ca.crt'}",
+        f"certfile {tls / 'server.crt'}", f"keyfile {tls / 'server.key'}"]))
+
+    def connect(password: str) -> int:
+        result: list[int] = []
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.tls_set(ca_certs=str(tls / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+        client.username_pw_set("worker-1", password)
+        client.on_connect = lambda c, u, f, rc, p: result.append(rc.value)
+        client.connect("localhost", broker.port)  # the certificate names localhost
+        deadline = time.monotonic() + 10
+        while not result and time.monotonic() < deadline:
+            client.loop(0.2)
+        client.disconnect()
+        return result[0] if result else -1
+
+    assert connect(clear["MQTT_PASSWORD_WORKER_1"]) == 0
+    assert connect("wrong-password") != 0
