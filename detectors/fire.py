@@ -41,7 +41,7 @@ class SmokeSettings(DetectorSettings):
     min_area_pct: float = Field(
         1.0, ge=0.0, le=100.0, description="Smallest hazy area, % of the watched region")
     min_history_s: float = Field(
-        4.0, ge=1.0, le=120.0, description="Seconds of frames needed before smoke can be judged")
+        10.0, ge=1.0, le=120.0, description="Seconds of frames needed before smoke can be judged")
 
 
 def _shrink(frame: np.ndarray, w: int, h: int) -> np.ndarray:

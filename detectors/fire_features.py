@@ -162,15 +162,16 @@ class SmokeHaze:
     (``edge_loss``) while the background's pattern still shows through (the cell's gradients stay
     correlated with the background's), its colour is low-saturation grey, and it changes slowly.
     An opaque object (a truck) replaces the pattern instead, so it is not haze. A cell is hazy when
-    that holds in most stored frames of the window; the background adapts with a time constant of
-    ``tau_s`` seconds and not where haze is seen.
+    that holds in most stored frames of the window. The background is a per-pixel lower quantile
+    of snapshots over ``background_s`` seconds, frozen where haze is seen.
     """
 
-    def __init__(self, cell: int = 16, sensitivity: float = 0.5, tau_s: float = 60.0,
-                 window_s: float = 6.0, min_step_s: float = 0.45) -> None:
+    def __init__(self, cell: int = 16, sensitivity: float = 0.5, background_s: float = 40.0,
+                 window_s: float = 10.0, min_step_s: float = 0.45) -> None:
         k = (sensitivity - 0.5) * 2.0
         self.cell = cell
-        self.tau_s = tau_s
+        self.snap_every_s = 2.0
+        self.snapshots_kept = max(3, int(background_s / self.snap_every_s))
         self.window_s = window_s
         self.min_step_s = min_step_s
         self.loss_min = 0.35 - 0.1 * k  # share of the background's edge energy that must vanish
@@ -179,6 +180,7 @@ class SmokeHaze:
         self.texture_min = 6.0  # mean gradient the background needs for a loss to be measurable
         self.persist = 0.7 - 0.15 * k
         self.min_cells = 4  # a plume covers at least a 2x2 block of cells
+        self.scene_change = 0.4  # share of textured cells no longer matching the background
         self.reset()
 
     def reset(self) -> None:
@@ -188,6 +190,8 @@ class SmokeHaze:
         self.times: deque[float] = deque()
         self.flags: deque[np.ndarray] = deque()
         self.first_ts: float | None = None
+        self.snapshots: deque[np.ndarray] = deque(maxlen=self.snapshots_kept)
+        self.snap_ts = 0.0
         self.last = (np.zeros((0, 0), bool), {"growth": 0.0, "edge_loss": 0.0, "global": 0.0})
         self.areas: deque[tuple[float, float]] = deque()
 
@@ -223,12 +227,23 @@ class SmokeHaze:
         a = grad - energy[:, None]
         b = self.bg_grad - bg_energy[:, None]
         corr = (a * b).sum(axis=1) / np.maximum(np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)), 1e-3)
-        flag = (inside & (bg_energy >= self.texture_min) & (loss >= self.loss_min)
-                & (corr >= self.corr_min) & (sat <= self.sat_max))
-        dt = ts - self.times[-1] if self.times else 0.0
-        rate = 1.0 - np.exp(-dt / self.tau_s)
-        learn = np.where(flag, rate * 0.1, rate)[:, None]
-        self.bg_grad += (grad - self.bg_grad) * learn
+        textured = inside & (bg_energy >= self.texture_min)
+        if self.times and (corr[textured] < self.corr_min).mean() > self.scene_change:
+            # most of the scene no longer matches: the camera moved or the view switched
+            # (exposure, IR): adopt the new view as background and start over
+            first = self.first_ts
+            self.reset()
+            self.grid, self.first_ts, self.bg_grad = grid, first, grad.copy()
+            corr = np.ones_like(corr)
+        flag = (textured & (loss >= self.loss_min) & (corr >= self.corr_min)
+                & (sat <= self.sat_max))
+        if not self.snapshots or ts - self.snap_ts >= self.snap_every_s:
+            # background = per-pixel lower quantile (30 %) of snapshots every few seconds: passing
+            # cars add edges, so they do not enter it; cells seen hazy keep their old background
+            snap = np.where(flag[:, None], self.bg_grad, grad)
+            self.snapshots.append(snap)
+            self.snap_ts = ts
+            self.bg_grad = np.percentile(np.stack(self.snapshots), 30, axis=0).astype(np.float32)
         self.times.append(ts)
         self.flags.append(flag)
         while ts - self.times[0] > self.window_s:
@@ -247,7 +262,6 @@ class SmokeHaze:
         hazy[: rows * self.cell, : cols * self.cell] = np.kron(
             hazy_cells.reshape(rows, cols), np.ones((self.cell, self.cell), bool)) & region[
             : rows * self.cell, : cols * self.cell]
-        textured = inside & (bg_energy >= self.texture_min)
         area = float(hazy_cells.sum())
         self.areas.append((ts, area))
         while ts - self.areas[0][0] > 60.0:
