@@ -121,6 +121,7 @@ class MediaResult:
     analyze_s: float = 0.0  # detectors + alert policy alone
     first_start_s: dict[str, float] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
+    judged: set[str] = field(default_factory=set)  # finding types that were ready at least once
     error: str | None = None
 
     def alarm_s(self, task: str) -> float | None:
@@ -164,8 +165,9 @@ def run_media(media: LabeledMedia, root: Path, fps: float, index: int,
             began = time.perf_counter()
             frame = decode_frame(jpeg, max_pixels=max_pixels, max_width=DECODE_MAX_WIDTH)
             decoded = time.perf_counter()
-            _, events = analyzer.analyze(frame, EPOCH + t)
+            findings, events = analyzer.analyze(frame, EPOCH + t)
             done = time.perf_counter()
+            result.judged.update(f.type for f in findings if getattr(f, "ready", True))
             result.process_s += done - began
             result.analyze_s += done - decoded
             result.frames += 1
@@ -191,6 +193,7 @@ class Score:
     fn: int
     tn: int
     ttd_s: tuple[float, ...]  # time to first alarm of each true positive
+    unjudged: int = 0  # of the counted media, those where the detector never said it could judge
 
     @property
     def precision(self) -> float:
@@ -216,12 +219,13 @@ class Score:
 
 def score(results: list[MediaResult], task: str) -> Score:
     """Clip-level TP/FP/FN/TN of ``task`` over the readable media that have a label for it."""
-    tp = fp = fn = tn = 0
+    tp = fp = fn = tn = unjudged = 0
     ttd: list[float] = []
     for r in results:
         label = truth(r.media, task)
         if r.error or label is None:
             continue
+        unjudged += not r.judged.intersection(TASKS[task])
         alarm = r.alarm_s(task)
         if label and alarm is not None:
             tp += 1
@@ -232,7 +236,7 @@ def score(results: list[MediaResult], task: str) -> Score:
             fp += 1
         else:
             tn += 1
-    return Score(tp, fp, fn, tn, tuple(ttd))
+    return Score(tp, fp, fn, tn, tuple(ttd), unjudged)
 
 
 @dataclass

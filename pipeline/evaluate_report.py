@@ -23,7 +23,7 @@ def results_table(evaluation: Evaluation) -> Table:
     for name, justify in (("task", "left"), ("media", "left"), ("n", "right"), ("TP", "right"),
                           ("FP", "right"), ("FN", "right"), ("TN", "right"), ("prec.", "right"),
                           ("recall", "right"), ("acc.", "right"), ("TTD p50 s", "right"),
-                          ("TTD p90 s", "right")):
+                          ("TTD p90 s", "right"), ("not judged", "right")):
         table.add_column(name, justify=justify)
     rows = [(task, kind) for task in HEADLINE for kind in ("all", "clips", "stills")]
     rows += [("fire_only", "all"), ("smoke_only", "all")]
@@ -35,7 +35,7 @@ def results_table(evaluation: Evaluation) -> Table:
         style = "bold" if kind == "all" and task in HEADLINE else None
         table.add_row(_LABELS[task], kind, str(n), str(s.tp), str(s.fp), str(s.fn), str(s.tn),
                       _fmt(s.precision), _fmt(s.recall), _fmt(s.accuracy),
-                      _fmt(s.ttd(50), "{:.1f}"), _fmt(s.ttd(90), "{:.1f}"), style=style,
+                      _fmt(s.ttd(50), "{:.1f}"), _fmt(s.ttd(90), "{:.1f}"), str(s.unjudged), style=style,
                       end_section=kind == "stills")
     return table
 
@@ -76,4 +76,6 @@ def print_report(evaluation: Evaluation, console: Console | None = None) -> None
         f"{evaluation.wall_s:.1f} s wall time"
     )
     console.print("fire = a fire or smoke incident started; fire-only / smoke-only score each type alone "
-                  "against the fire labels. TTD = seconds of footage to the first alert.")
+                  "against the fire labels. TTD = seconds of footage to the first alert. not judged = media "
+                  "where the detector never reported itself ready (e.g. a motion-based detector on a still); "
+                  "they still count in TP/FP/FN/TN.")

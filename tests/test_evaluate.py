@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from detectors.base import Finding
 from pipeline.cli import app
 from pipeline.evaluate import (EPOCH, EvaluationError, LabeledMedia, evaluate, read_labels, run_media,
                                score, truth)
@@ -23,7 +24,7 @@ KEYS = {"tp", "fp", "fn", "tn", "precision", "recall", "accuracy", "median_ttd_s
 
 class ColourAnalyzer:
     """Fake analyzer: a frame's mean colour says which event it shows; an incident of that type
-    starts on its second such frame (a debounce), once."""
+    starts on its second such frame (a debounce), once. Its flood finding never says it is ready."""
 
     def __init__(self, camera, alerts):
         self.camera, self.runs, self.started, self.widths = camera, {}, set(), []
@@ -40,7 +41,8 @@ class ColourAnalyzer:
                 self.started.add(kind)
                 events.append(IncidentEvent(f"{self.camera.id}-{kind}", self.camera.id, kind, "start", 1,
                                             "moderate", 0.9, frame_ts=ts, started_ts=ts))
-        return [], events
+        findings = [Finding(t, t == kind, ready=t != "flood") for t in ("fire", "smoke", "flood", "congestion")]
+        return findings, events
 
 
 def _video(path: Path, colours: list[tuple[float, tuple]], seconds: float = 4.0, fps: int = 10) -> None:
@@ -103,6 +105,7 @@ def test_clip_level_metrics_over_clips_and_stills(media):
     assert (only_smoke.tp, only_smoke.fn, only_smoke.fp) == (1, 2, 0)
     medium = score(ev.evaluated, "congestion_medium")
     assert (medium.tp, medium.fn) == (1, 0)
+    assert score(ev.evaluated, "fire").unjudged == 0 and score(ev.evaluated, "flood").unjudged == 10
 
 
 def test_frames_reach_the_analyzer_as_the_worker_decodes_them(media):
@@ -157,7 +160,8 @@ def test_cli_prints_table_and_writes_json(media, tmp_path):
     out = tmp_path / "out" / "scores.json"
     result = CliRunner().invoke(app, ["evaluate", str(labels), "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "TTD p50" in result.output and "skipped" in result.output and "missing.mp4" in result.output
+    assert "TTD p50" in result.output and "not judged" in result.output
+    assert "skipped" in result.output and "missing.mp4" in result.output
     data = json.loads(out.read_text())
     assert set(data) == {"fire", "flood", "congestion", "frames", "frames_per_s"}
     assert data["frames"] == 28 and data["fire"]["tn"] == 2
