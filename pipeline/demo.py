@@ -28,8 +28,8 @@ from pipeline.console_view import format_alert_line
 from pipeline.mqtt import Subscriber
 from pipeline.prefect_env import prepare_prefect_env
 
-#: Frame times end this long before "now", so incidents of finished scenes end (hysteresis) in the run.
-TAIL_S = 45.0
+#: Seconds the flow keeps watching after the scenes, so incidents end (hysteresis) within the demo.
+AFTER_S = 12.0
 EXPECTED = ("fire", "flood", "congestion")
 
 
@@ -108,9 +108,11 @@ def run_demo(echo: Callable[[str], None] = print, timeout_s: float = 300.0) -> D
         from flows.watch import close_sessions, watch  # Prefect loads here (ephemeral API ~15 s)
 
         stack.callback(close_sessions)
-        echo("running the Prefect 'watch' flow (one pass over every camera) ...")
+        window = config.alerts.end_after_s + AFTER_S
+        echo(f"running the Prefect 'watch' flow for {window:.0f} s (incidents end after "
+             f"{config.alerts.end_after_s:.0f} s without evidence) ...")
         deadline = time.monotonic() + timeout_s
-        summary.flow_result = watch(config_path=str(config_path), once=True)
+        summary.flow_result = watch(config_path=str(config_path), window_s=window)
         expected = summary.flow_result.get("alerts", 0)
         while len(summary.alerts) < expected and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -130,7 +132,7 @@ def _ingest_scenes(config: Config, echo: Callable[[str], None]) -> int:
         scene = camera.id.removeprefix("demo-")
         frames = load_scene(scene)
         duration = frames[-1][0] if frames else 0.0
-        start = now - TAIL_S - duration
+        start = now - duration
         for offset, jpeg in frames:
             store.put_frame(camera.id, start + offset, jpeg, test=True)
         total += len(frames)

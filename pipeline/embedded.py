@@ -93,7 +93,11 @@ class MosquittoProcess:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="citywatch-mosquitto-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf = self.workdir / "mosquitto.conf"
+        import getpass
+
         lines = [
+            # As root mosquitto would drop to user 'mosquitto' and could not write its persistence file.
+            f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if allow_anonymous else 'false'}",
             "persistence true",

@@ -68,7 +68,7 @@ class Worker:
         self.health.register([c.id for c in config.cameras], clock())
         self._analyzers: dict[str, FrameAnalyzer] = {}
         self._locks: dict[str, threading.Lock] = {c.id: threading.Lock() for c in config.cameras}
-        self._last_digest: dict[str, int] = {}
+        self._last_frame: dict[str, tuple[float, float]] = {}  # camera -> (frame ts, wall time taken)
 
     # -- per-camera state -------------------------------------------------------------------
     def analyzer(self, camera: CameraConfig) -> FrameAnalyzer:
@@ -135,6 +135,7 @@ class Worker:
                     log.warning("camera %s: skipped frame %s: %s", camera.id, key, exc)
                 else:
                     _, events = analyzer.analyze(frame, fk.ts)
+                    self._last_frame[camera.id] = (fk.ts, now)
                     events += self.health.frame_seen(camera.id, fk.ts, now)
                     pending.extend(self._messages(camera, events, key, fk.test, frame))
                     last_ts = fk.ts
@@ -195,13 +196,23 @@ class Worker:
         for camera in self.config.cameras:
             with self._locks[camera.id]:
                 analyzer = self.analyzer(camera)
-                events = analyzer.expire(now) + offline.get(camera.id, [])
+                events = analyzer.expire(self._frame_clock(camera.id, now)) + offline.get(camera.id, [])
                 if events:
                     messages = self._messages(camera, events, None, self._test_camera(camera.id))
                     self.state.commit_batch(camera.id, self.state.checkpoint(camera.id), messages,
                                             analyzer.tracker.to_state())
                     queued += len(events)
         return queued
+
+    def _frame_clock(self, camera_id: str, now: float) -> float:
+        """Now, on the camera's frame-time axis: its last frame time plus the wall time since it
+        was taken. Replayed footage stamped in the past thus ends incidents only after
+        ``end_after_s`` of real silence, never merely because its stamps are old."""
+        if camera_id not in self._last_frame:
+            checkpoint = self.state.checkpoint(camera_id)  # after a restart: count from now on
+            self._last_frame[camera_id] = (parse_frame_key(checkpoint).ts if checkpoint else now, now)
+        frame_ts, taken = self._last_frame[camera_id]
+        return frame_ts + max(0.0, now - taken)
 
     def _test_camera(self, camera_id: str) -> bool:
         """Whether the camera's latest frame was test footage (its incidents' ends are test alerts too)."""

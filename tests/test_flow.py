@@ -50,7 +50,7 @@ def _write_config(tmp_path, s3_server, mqtt_url, prefix, cameras):
     data = {
         "s3": {"url": s3_server.url, "access_key": s3_server.access_key, "secret_key": s3_server.secret_key},
         "mqtt": {"url": mqtt_url, "topic_prefix": prefix},
-        "alerts": {"end_after_s": 10, "cap": {"enabled": True}},
+        "alerts": {"end_after_s": 5, "cap": {"enabled": True}},
         "worker": {"name": "test-worker", "state_dir": str(tmp_path / "state"), "max_frames_per_batch": 500},
         "cameras": [{"id": c, "name": f"Camera {c}", "location": {"lat": 10.98, "lon": 106.65, "district": "Thu Dau Mot"}}
                     for c in cameras],
@@ -83,7 +83,7 @@ def test_frames_in_s3_become_alerts_on_mqtt(prefect_harness, s3_server, mqtt_bro
     sub = Subscriber(config.mqtt, f"sub-{prefix}", [f"{prefix}/#"], inbox, clean_start=True).start()
     try:
         assert sub.wait_subscribed(10)
-        result = watch(config_path=str(config_path), once=True)
+        result = watch(config_path=str(config_path), window_s=15)
         assert result["frames"] == sum(len(load_scene(s)) for s in ("fire", "flood", "traffic", "quiet"))
         assert inbox.wait_for(lambda i: len(i.alerts()) >= result["alerts"], 30)
     finally:

@@ -27,6 +27,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        for noisy in ("httpx", "httpcore", "pipeline.mqtt.paho", "werkzeug", "botocore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
