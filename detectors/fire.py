@@ -71,7 +71,7 @@ class FireDetector:
         self.red_min = int(round(170 - 30 * k))
         self.presence_min = 0.6 - 0.15 * k
         self.novelty_min = 0.45 - 0.15 * k
-        self.shimmer_min = 0.05 - 0.025 * k
+        self.shimmer_min = 0.035 - 0.015 * k
         self.rigid_gain = 0.2 + 0.05 * k
         self.glow_min = 10 - 10 * k
         self.flicker = CellFlicker(cell=CELL)

@@ -42,7 +42,8 @@ class CellFlicker:
     compared with its shapes in every stored frame of the window. Its *novelty* is 1 minus the best
     match (IoU): a static logo or lamp matches itself, a blinking or cycling neon matches an earlier
     cycle, a slowly sliding object matches the previous frame, but a flame's outline never repeats.
-    *Shimmer* is the brightness change inside the candidate pixels; *presence* the share of stored
+    *Shimmer* is the brightness change where the cell was candidate in both frames (a flame flickers
+    inside, a creeping car only changes at its edges); *presence* the share of stored
     frames in which the cell held candidates (a passing car leaves quickly).
     """
 
@@ -97,7 +98,7 @@ class CellFlicker:
             best = np.max(np.where(union > 0, inter / np.maximum(union, 1), 0.0), axis=0)
             novelty[occupied] = 1.0 - best
             prev_shape, prev_lum = self.shapes[-1][occupied], self.lumas[-1][occupied]
-            lit = now | prev_shape
+            lit = now & prev_shape  # inside the flame in both frames: rigid objects do not change there
             diff = np.abs(lum[occupied] - prev_lum) * lit
             shimmer[occupied] = diff.sum(axis=1) / np.maximum(lit.sum(axis=1), 1) / 255.0
         self.last_change = (float(np.abs(lum - self.lumas[-1]).mean()) / 255.0
