@@ -4,6 +4,7 @@ regression over ../shared/footage when it is present."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,11 +31,12 @@ def flame_frame(bg: np.ndarray, rng: np.random.Generator, cx: float, cy: float, 
     img = bg.copy()
     h, w = img.shape[:2]
     s = size * w
-    for _ in range(5):
+    for _ in range(5):  # tongues of varying brightness: a flame flickers inside, too
         ox, oy = rng.normal(0, 0.25 * s), rng.normal(0, 0.3 * s)
         axes = (int(s * rng.uniform(0.15, 0.45)), int(s * rng.uniform(0.3, 0.9)))
+        shade = (int(rng.uniform(0, 40)), int(rng.uniform(90, 200)), int(rng.uniform(220, 255)))
         cv2.ellipse(img, (int(cx * w + ox), int(cy * h + oy - axes[1] / 2)), axes,
-                    rng.uniform(-25, 25), 0, 360, ORANGE, -1)
+                    rng.uniform(-25, 25), 0, 360, shade, -1)
     core = (int(s * rng.uniform(0.1, 0.2)), int(s * rng.uniform(0.15, 0.35)))
     cv2.ellipse(img, (int(cx * w + rng.normal(0, 0.05 * s)), int(cy * h - core[1])), core, 0, 0, 360,
                 YELLOW, -1)
@@ -219,3 +221,19 @@ def test_footage_stills_are_not_judged(footage_dir):
         findings = [detector.detect(frame, i * 0.5) for i in range(20)]
         assert not any(f.active for pair in findings for f in pair)
         assert not findings[-1][0].ready
+
+
+# --- the project's own synthetic scenes (sample_media) ---------------------------------------
+
+SCENES = Path(__file__).resolve().parents[1] / "sample_media" / "scenes"
+
+
+@pytest.mark.parametrize("scene,expect_fire", [("fire", True), ("traffic", False), ("quiet", False),
+                                               ("flood", False)])
+def test_sample_media_scenes(scene, expect_fire):
+    paths = sorted((SCENES / scene).glob("*.jpg"))
+    if not paths:
+        pytest.skip(f"sample_media/scenes/{scene} not generated")
+    detector = FireDetector()
+    frames = ((i * 0.5, cv2.imread(str(p))) for i, p in enumerate(paths))  # generated at 2 frames/s
+    assert (alarmed_at(detector, frames, 0) is not None) == expect_fire
