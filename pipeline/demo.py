@@ -85,8 +85,6 @@ def run_demo(echo: Callable[[str], None] = print, timeout_s: float = 300.0) -> D
         if not port_open(mqtt.host, mqtt.port):
             echo(f"MQTT: broker {mqtt.host}:{mqtt.port} is unreachable; alerts wait in the outbox "
                  "and are delivered when it comes back")
-        else:
-            echo(f"MQTT: broker {mqtt.host}:{mqtt.port}")
 
         def on_message(topic: str, payload: bytes, retain: bool) -> None:
             if "/cap/" in topic:

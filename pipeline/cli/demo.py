@@ -9,7 +9,12 @@ def demo_command(
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for alerts to arrive"),
 ) -> None:
     """Ingest the sample scenes, run the flow, print the alerts received over MQTT, summarize."""
+    import logging
+
     from pipeline.demo import format_summary, run_demo
+
+    if logging.getLogger().level > logging.DEBUG:  # the alert lines are the show; keep logs to problems
+        logging.getLogger("pipeline").setLevel(logging.WARNING)
 
     summary = run_demo(echo=typer.echo, timeout_s=timeout)
     for line in format_summary(summary):
