@@ -1,12 +1,10 @@
 """Clip-level evaluation of the detectors and alert policy against a labels file.
 
-Every media file listed in the labels (format of ``../shared/footage/labels.csv``) goes through
-the path a camera frame takes in production: sampled at the camera rate by the ingest reader
-(a still is replayed as a static scene of :data:`STILL_SECONDS`), JPEG-encoded as ``citywatch
-ingest`` does, decoded at reduced size as the worker does, then fed to a fresh
-:class:`~pipeline.analysis.FrameAnalyzer` (detectors + incident tracker). A clip counts as
-*alarmed* for a type when an incident of that type starts; for ``fire`` a smoke incident counts
-too (smoke is how many fires show first), and fire-only / smoke-only rows are reported beside it.
+Each listed media file takes a camera frame's production path: sampled at the camera rate by the
+ingest reader (a still replayed for :data:`STILL_SECONDS`), JPEG-encoded like ``citywatch ingest``,
+decoded at reduced size like the worker, fed to a fresh :class:`~pipeline.analysis.FrameAnalyzer`.
+A clip is *alarmed* for a type when an incident of that type starts; for ``fire`` a smoke incident
+counts too (many fires show smoke first); fire-only / smoke-only rows are reported beside it.
 """
 
 from __future__ import annotations
