@@ -1,9 +1,241 @@
-"""Traffic congestion: occupancy and speed in the road region, graded by level of service."""
+"""Traffic congestion: occupancy and speed in the road region, graded by level of service.
+
+Per frame the detector measures, on a ~320 px wide grey copy:
+
+* **road zone** - where traffic is. Lanes are learned from motion: every pixel that changed
+  between two frames ~0.5 s apart joins the zone and stays for ``zone_memory_s`` (10 min), so a
+  queue that stops does not drop out of the zone. Until enough motion was seen (and for stills)
+  the zone is the smooth low-saturation surface of the frame (asphalt) with the holes the
+  vehicles punch in it closed.
+* **occupancy** - share of the zone covered by vehicle texture (edges or strong contrast against
+  the smooth road surface). This is single-frame evidence, so stopped vehicles never fade into a
+  background model and stills can be judged.
+* **moving share** - share of the occupied zone that changed since the comparison frame; the
+  comparison frame is the newest one at least ``compare_after_s`` old, which makes the measure
+  the same at 1 and at 30 frames/s. ``speed`` is the median optical flow (DIS) of the moving
+  pixels in frame widths per second.
+
+Jammed traffic is high occupancy with little movement. Grades follow the level-of-service (LOS)
+idea: density grades A-E, and F is breakdown (dense and stalled); see `level_of_service`.
+"""
 
 from __future__ import annotations
 
-from detectors.base import DetectorSettings
+import math
+from collections import deque
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from detectors.base import DetectorSettings, Finding, region_mask, working_size
+from detectors.congestion_features import (
+    asphalt_mask,
+    changed_mask,
+    coarse,
+    count_vehicles,
+    lanes_from_motion,
+    road_zone_from_asphalt,
+    shrink,
+    track_motion,
+    vegetation_mask,
+    vehicle_texture,
+)
+
+LEVELS = ("free", "free", "free", "medium", "medium", "heavy")  # by LOS A..F
 
 
 class CongestionSettings(DetectorSettings):
-    """Settings of the congestion detector."""
+    """Settings of the congestion detector (thresholds are for sensitivity 0.5)."""
+
+    working_width: int = Field(320, ge=80, le=1280, description="Width (px) the detector works at")
+    heavy_occupancy_pct: float = Field(
+        23.0, gt=0, le=100, description="Road occupancy (%) from which traffic counts as dense")
+    medium_occupancy_pct: float = Field(
+        17.0, gt=0, le=100, description="Road occupancy (%) from which traffic counts as medium")
+    stalled_fast_pct: float = Field(
+        40.0, gt=0, le=100,
+        description="Dense traffic is stalled when at most this share (%) of its moving spots "
+                    "move faster than slow_speed")
+    slow_speed: float = Field(
+        0.1, gt=0, le=1, description="Crawling speed limit in frame widths per second")
+    min_rigidity: float = Field(
+        0.4, ge=0, le=1,
+        description="For a jam, neighbouring moving spots must move alike (as on a vehicle) at "
+                    "least this often (0..1, running mean); flames flicker every which way")
+    min_road_surface_pct: float = Field(
+        10.0, ge=0, le=100,
+        description="For a jam, at least this share (%) of the road zone must look like bare road "
+                    "(smooth, grey, lit) between the vehicles")
+    max_changed_pct: float = Field(
+        25.0, gt=0, le=100,
+        description="A frame where more of the region changed (%) than this since the comparison "
+                    "frame shows camera motion or a light jump and is not judged")
+    compare_after_s: float = Field(
+        0.5, gt=0, le=10, description="Compare each frame with one at least this old (s)")
+    zone_memory_s: float = Field(
+        600.0, gt=0, description="How long a lane where traffic moved stays in the road zone (s)")
+    min_zone_pct: float = Field(
+        8.0, gt=0, le=100, description="Smallest road zone (% of the region) that is judged")
+    change_level: int = Field(18, ge=1, le=255, description="Grey change that counts as motion")
+    edge_level: int = Field(30, ge=1, le=255, description="Local contrast that counts as vehicle")
+
+    def scaled(self) -> tuple[float, float, float]:
+        """(heavy occupancy, medium occupancy, stalled fast share) as fractions, shifted by
+        sensitivity: at 1 the occupancy thresholds are 30 % lower and the stall threshold 30 %
+        higher than at 0.5, at 0 the reverse."""
+        shift = self.sensitivity - 0.5
+        occ = 1.0 - 0.6 * shift
+        mov = 1.0 + 0.6 * shift
+        return (self.heavy_occupancy_pct / 100 * occ, self.medium_occupancy_pct / 100 * occ,
+                min(1.0, self.stalled_fast_pct / 100 * mov))
+
+
+def level_of_service(occupancy: float, fast: float, heavy: float, medium: float,
+                     stalled: float, free_flow: float = 0.85) -> int:
+    """LOS as 0=A .. 5=F from occupancy and ``fast``, the share of moving spots that move faster
+    than a crawl (a stand-in for speed as a share of free-flow speed).
+
+    F (breakdown): occupancy >= ``heavy`` and fast <= ``stalled``. E: dense (>= ``heavy``) but
+    flowing, or medium density and stalled. D: medium density (>= ``medium``) not at free-flow
+    speed (fast < ``free_flow``). A-C: thirds of ``medium``, or any density at free-flow speed.
+    Levels: free A-C, medium D-E, heavy F.
+    """
+    if occupancy >= medium and fast < free_flow:
+        if occupancy >= heavy:
+            return 5 if fast <= stalled else 4
+        return 4 if fast <= stalled else 3
+    return min(2, int(3 * occupancy / medium))
+
+
+class CongestionDetector:
+    """Per-camera congestion detector: one ``congestion`` Finding per frame, graded by LOS."""
+
+    event_types = ("congestion",)
+
+    def __init__(self, settings: CongestionSettings | None = None) -> None:
+        self.settings = settings or CongestionSettings()
+        self._shape: tuple[int, int] | None = None
+        self._history: deque[tuple[float, np.ndarray]] = deque()
+        self._rigidity: float | None = None
+        self._rigidity_ts = 0.0
+
+    def _reset(self, shape: tuple[int, int]) -> None:
+        """Start over at a new working size (first frame, or the camera changed resolution)."""
+        self._shape = shape
+        self._history.clear()
+        self._rigidity = None
+        self._mask = region_mask(self.settings.regions, *shape) > 0
+        self._region_px = max(1, int(self._mask.sum()))
+        coarse_shape = (max(1, shape[0] // 4), max(1, shape[1] // 4))
+        self._motion_seen = np.full(coarse_shape, -np.inf, np.float64)  # last motion ts per cell
+
+    def _update_rigidity(self, rigid: float | None, ts: float) -> float:
+        """Running (~30 s) mean of the moving spots' rigidity; 1 until measured."""
+        if rigid is not None:
+            if self._rigidity is None:
+                self._rigidity = rigid
+            else:
+                weight = 1.0 - math.exp(-max(0.0, ts - self._rigidity_ts) / 30.0)
+                self._rigidity += max(weight, 0.05) * (rigid - self._rigidity)
+            self._rigidity_ts = ts
+        return 1.0 if self._rigidity is None else self._rigidity
+
+    def _reference(self, ts: float) -> tuple[float, np.ndarray] | None:
+        """The newest kept frame at least ``compare_after_s`` old, else the oldest kept."""
+        best = self._history[0] if self._history else None
+        for item in self._history:
+            if ts - item[0] >= self.settings.compare_after_s:
+                best = item
+        return best
+
+    def _remember(self, ts: float, grey: np.ndarray) -> None:
+        self._history.append((ts, grey))
+        keep_after = ts - self.settings.compare_after_s
+        while len(self._history) > 2 and self._history[1][0] <= keep_after:
+            self._history.popleft()
+
+    def _road_zone(self, ts: float, changed: np.ndarray | None, hsv: np.ndarray, grey: np.ndarray
+                   ) -> tuple[np.ndarray, float, np.ndarray]:
+        """Lanes learned from recent motion (``changed`` is None when this frame's motion is not
+        to be learned), or the asphalt surface while motion is unknown.
+        Returns (zone mask, 1.0 if learned from motion else 0.0, asphalt mask)."""
+        s = self.settings
+        if changed is not None:
+            self._motion_seen[coarse(changed, self._motion_seen.shape)] = ts
+        recent = (ts - self._motion_seen) <= s.zone_memory_s
+        not_plants = self._mask & ~vegetation_mask(hsv)
+        asphalt = asphalt_mask(hsv, grey)
+        min_zone = s.min_zone_pct / 100 * self._region_px
+        if recent.mean() * self._region_px >= min_zone / 4:
+            lanes = lanes_from_motion(recent, grey.shape) & not_plants
+            if lanes.sum() >= min_zone:
+                return lanes, 1.0, asphalt
+        return road_zone_from_asphalt(asphalt) & not_plants, 0.0, asphalt
+
+    def detect(self, frame: np.ndarray, ts: float) -> list[Finding]:
+        """Grade one BGR frame; frames must come in time order."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 frame, got shape {frame.shape} {frame.dtype}")
+        s = self.settings
+        h, w = working_size(frame.shape[0], frame.shape[1], s.working_width)
+        small = shrink(frame, w, h)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        if self._shape != (h, w):
+            self._reset((h, w))
+        if self._history and ts <= self._history[-1][0]:
+            raise ValueError(f"frame time {ts} is not after the previous one {self._history[-1][0]}")
+        ref = self._reference(ts)
+        self._remember(ts, grey)
+        if ref is None:  # nothing to compare with yet: cannot tell moving from stopped
+            return [Finding("congestion", False, ready=False)]
+        ref_ts, ref_grey = ref
+        changed = changed_mask(grey, ref_grey, s.change_level) & self._mask
+        changed_pct = 100.0 * int(changed.sum()) / self._region_px
+        big_change = changed_pct > s.max_changed_pct
+        zone, from_motion, asphalt = self._road_zone(ts, None if big_change else changed,
+                                            cv2.cvtColor(small, cv2.COLOR_BGR2HSV), grey)
+        zone_px = int(zone.sum())
+        motion = track_motion(ref_grey, grey, changed & zone, ts - ref_ts, s.slow_speed)
+        heavy, medium, stalled = s.scaled()
+        if big_change and motion.fast <= stalled:  # much changed, little moved far: camera shake
+            return [Finding("congestion", False, measurements={"changed_pct": round(changed_pct, 1)},
+                            ready=False)]
+        rigid = self._update_rigidity(motion.rigid, ts)
+        meas = {"occupancy_pct": 0.0, "speed": round(motion.speed, 4), "los": 0.0,
+                "vehicles_est": 0.0, "fast_pct": round(100 * motion.fast, 1),
+                "moving_spots": float(motion.spots), "rigidity": round(rigid, 3),
+                "changed_pct": round(changed_pct, 1),
+                "zone_pct": round(100 * zone_px / self._region_px, 2),
+                "zone_from_motion": from_motion}
+        if zone_px < s.min_zone_pct / 100 * self._region_px:  # no road in view
+            return [Finding("congestion", False, 0.0, meas, level="free")]
+        occupied = vehicle_texture(grey, s.edge_level) & zone
+        occupancy = int(occupied.sum()) / zone_px
+        surface = int((asphalt & zone).sum()) / zone_px
+        los = level_of_service(occupancy, motion.fast, heavy, medium, stalled)
+        if los == 5 and (rigid < s.min_rigidity or surface < s.min_road_surface_pct / 100):
+            los = 4  # dense and slow, but not like vehicles on a road (flames, foliage, smoke)
+        active = los == 5
+        meas.update(occupancy_pct=round(100 * occupancy, 2), los=float(los),
+                    road_surface_pct=round(100 * surface, 2),
+                    vehicles_est=float(count_vehicles(occupied)))
+        boxes = _boxes(occupied) if active else ()
+        confidence = _confidence(occupancy, motion.fast, heavy, stalled)
+        return [Finding("congestion", active, confidence, meas, boxes=boxes, level=LEVELS[los])]
+
+
+def _confidence(occupancy: float, fast: float, heavy: float, stalled: float) -> float:
+    """How far inside the heavy corner (dense and stalled) the frame is, 0..1."""
+    dense = min(1.0, occupancy / heavy) if heavy > 0 else 1.0
+    still = min(1.0, max(0.0, 1.0 - fast / (2 * stalled))) if stalled > 0 else 0.0
+    return round(dense * (0.5 + 0.5 * still), 3)
+
+
+def _boxes(occupied: np.ndarray, max_boxes: int = 4) -> tuple[tuple[float, float, float, float], ...]:
+    """Normalized boxes around the largest occupied areas (for the evidence snapshot)."""
+    h, w = occupied.shape
+    blob = cv2.dilate(occupied.astype(np.uint8), np.ones((9, 9), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(blob, connectivity=8)
+    order = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:max_boxes]
+    return tuple((stats[i, 0] / w, stats[i, 1] / h, stats[i, 2] / w, stats[i, 3] / h) for i in order)
