@@ -28,7 +28,7 @@ import pytest
 import yaml
 from minio import Minio
 
-from pipeline.embedded import free_port
+from pipeline.embedded import MosquittoProcess, free_port
 from pipeline.keys import frame_key, parse_frame_key
 from pipeline.shards import shard_for_camera
 from pipeline.state import StateStore
@@ -249,8 +249,16 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, s3_server, mqtt_broker):
-    site = Site(tmp_path_factory.mktemp("site"), s3_server, mqtt_broker)
+def broker(tmp_path_factory):
+    """A private Mosquitto: the retained statuses and alerts of this test stay out of the machine's."""
+    proc = MosquittoProcess(workdir=tmp_path_factory.mktemp("broker")).start()
+    yield proc.url
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, s3_server, broker):
+    site = Site(tmp_path_factory.mktemp("site"), s3_server, broker)
     try:
         site.start_server()
         site.run_cli("work-pool", "create", "citywatch-edge", "--type", "process")
@@ -264,8 +272,8 @@ def site(tmp_path_factory, s3_server, mqtt_broker):
 
 
 @pytest.fixture(scope="module")
-def alerts(mqtt_broker):
-    collector = AlertCollector(mqtt_broker)
+def alerts(broker):
+    collector = AlertCollector(broker)
     yield collector
     collector.stop()
 

@@ -52,7 +52,8 @@ def test_newest_frame_and_statuses(minio_client, s3_server):
     assert statuses["hf-never"]["last_frame_time"] is None
 
 
-def test_publishes_retained_statuses(minio_client, s3_server, mqtt_broker, tmp_path):
+def test_publishes_retained_statuses(minio_client, s3_server, mosquitto_factory, tmp_path):
+    mqtt_broker = mosquitto_factory().url  # private: retained statuses stay out of the machine's broker
     _setup(minio_client, time.time())
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(_config(s3_server, mqtt_broker)))
