@@ -23,12 +23,13 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int, sat_min: float = 0.4,
     Core: R > 220, G > 170, R >= G >= B within 2 px of the body. Colour only proposes candidates;
     returns a bool mask.
     """
-    b = bgr[:, :, 0].astype(np.int16)
-    g = bgr[:, :, 1].astype(np.int16)
-    r = bgr[:, :, 2].astype(np.int16)
-    chroma = r - b
-    body = ((r > red_min) & (r >= g) & (g > b) & (chroma >= sat_min * r)
-            & (g - b >= hue_min * chroma))
+    b, g, r = cv2.split(bgr)
+    body = (r > red_min) & (r >= g) & (g > b)  # cheap uint8 tests first, ratios only where needed
+    where = np.flatnonzero(body)
+    if where.size:
+        rb, gb, bb = (c.ravel()[where].astype(np.int16) for c in (r, g, b))
+        chroma = rb - bb
+        body.ravel()[where] = (chroma >= sat_min * rb) & (gb - bb >= hue_min * chroma)
     core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
     near_body = cv2.dilate(body.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
     return body | (core & near_body)
@@ -171,7 +172,7 @@ class SmokeHaze:
                  window_s: float = 10.0, min_step_s: float = 0.45) -> None:
         k = (sensitivity - 0.5) * 2.0
         self.cell = cell
-        self.snap_every_s = 2.0
+        self.snap_every_s = 3.0
         self.snapshots_kept = max(3, int(background_s / self.snap_every_s))
         self.window_s = window_s
         self.min_step_s = min_step_s
@@ -244,7 +245,8 @@ class SmokeHaze:
             snap = np.where(flag[:, None], self.bg_grad, grad)
             self.snapshots.append(snap)
             self.snap_ts = ts
-            self.bg_grad = np.percentile(np.stack(self.snapshots), 30, axis=0).astype(np.float32)
+            k = int(0.3 * (len(self.snapshots) - 1))
+            self.bg_grad = np.partition(np.stack(self.snapshots), k, axis=0)[k]
         self.times.append(ts)
         self.flags.append(flag)
         while ts - self.times[0] > self.window_s:
@@ -260,9 +262,11 @@ class SmokeHaze:
         keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= self.min_cells
         hazy_cells = keep[labels].ravel()
         hazy = np.zeros(luma.shape, bool)
-        hazy[: rows * self.cell, : cols * self.cell] = np.kron(
-            hazy_cells.reshape(rows, cols), np.ones((self.cell, self.cell), bool)) & region[
-            : rows * self.cell, : cols * self.cell]
+        if hazy_cells.any():
+            up = cv2.resize(hazy_cells.reshape(rows, cols).view(np.uint8),
+                            (cols * self.cell, rows * self.cell), interpolation=cv2.INTER_NEAREST)
+            hazy[: rows * self.cell, : cols * self.cell] = up.view(bool) & region[
+                : rows * self.cell, : cols * self.cell]
         area = float(hazy_cells.sum())
         self.areas.append((ts, area))
         while ts - self.areas[0][0] > 60.0:
