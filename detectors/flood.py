@@ -2,9 +2,10 @@
 
 Per frame (at ~320 px wide) every road pixel is tested for standing water from the frame alone
 (texture loss, low saturation, horizontal ripple/reflection structure, see ``flood_features``).
-Once the camera has shown enough frames judged dry, a per-pixel dry reference (slow average of
-texture and orientation) is used too: a pixel only counts as water if it *changed* toward water
-(its texture dropped well below the dry reference, or horizontal ripple structure appeared).
+Once the camera has shown enough frames judged dry, a per-pixel dry reference (running median
+of texture and orientation, so passing cars do not count) is used instead: a pixel only counts
+as water if it *changed* toward water (its texture dropped well below the dry reference, or
+horizontal ripple structure appeared).
 So a pond beside the road or a naturally smooth road surface never alarms on a fixed camera,
 and a wet road, which keeps its texture, does not either. A global scene change held for a few
 frames (day/night switch, IR mode, camera moved) drops the reference and starts a new one.
@@ -23,13 +24,14 @@ from pydantic import Field
 
 from detectors.base import DetectorSettings, Finding, region_mask, working_size
 from detectors.flood_features import (
-    WaterThresholds,
+    ORIENTATION_WINDOW,
     DryReference,
+    WaterThresholds,
     clean_mask,
     shrink,
+    surface_mask,
     thumbnail,
     water_level_index,
-    surface_mask,
     water_mask,
     water_maps,
 )
@@ -97,16 +99,22 @@ class FloodDetector:
         mask = region_mask(regions, height, width) > 0
         if not regions:
             mask[: int(round(height * self.settings.road_top))] = False
-        self._region = mask
         context = ~mask
         self._context = context if context.mean() >= 0.15 else np.ones_like(mask)
+        # Work only on the rows holding the region (plus the filter margin): the sky is skipped.
+        rows = np.flatnonzero(mask.any(axis=1))
+        pad = ORIENTATION_WINDOW // 2 + 1
+        top, bottom = (0, height)
+        if rows.size:
+            top, bottom = max(0, int(rows[0]) - pad), min(height, int(rows[-1]) + 1 + pad)
+        self._rows = (top, bottom)
+        self._region = mask[top:bottom]
         self._reset_scene()
 
     def _scene_changed(self, gray: np.ndarray) -> bool:
         """True once the view outside the road differed from the reference for a few frames."""
-        context = np.where(self._context, gray, gray[self._context].mean())
-        thumb = thumbnail(context)
         brightness = float(gray[self._context].mean())
+        thumb = thumbnail(np.where(self._context, gray, np.uint8(brightness)))
         if self._scene_thumb is None:
             self._scene_thumb, self._scene_brightness = thumb, brightness
             return False
@@ -132,8 +140,10 @@ class FloodDetector:
         if self._shape != (height, width):
             self._setup(height, width)
         small = shrink(frame, width, height)
-        maps = water_maps(small)
-        self._scene_changed(maps.gray)
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        self._scene_changed(gray)
+        top, bottom = self._rows
+        maps = water_maps(small[top:bottom], gray[top:bottom])
 
         usable = self._region & maps.valid
         usable_px = int(usable.sum())
@@ -170,7 +180,7 @@ class FloodDetector:
             "water_level_index": round(water_level_index(water, self._region), 3),
             "reference_frames": float(reference.samples if reference else 0),
         }
-        norm = [(x / width, y / height, w / width, h / height) for x, y, w, h in boxes[:5]]
+        norm = [(x / width, (y + top) / height, w / width, h / height) for x, y, w, h in boxes[:5]]
         return [Finding("flood", self.active, round(confidence, 3), measurements, tuple(norm))]
 
     def _smooth(self, flooded: float, ts: float) -> float:

@@ -34,7 +34,6 @@ class WaterMaps:
     value: np.ndarray  # local mean HSV value, 0..255
     orientation: np.ndarray  # (Eyy - Exx) / (Eyy + Exx), -1 (vertical structure) .. 1 (horizontal)
     hue: np.ndarray  # local mean HSV hue, 0..180 (OpenCV scale)
-    gray: np.ndarray  # grey image, float32
 
     @property
     def valid(self) -> np.ndarray:
@@ -53,10 +52,12 @@ def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def water_maps(frame_small: np.ndarray) -> WaterMaps:
-    """Compute the texture, colour and orientation maps of a BGR uint8 working-size frame."""
+def water_maps(frame_small: np.ndarray, gray: np.ndarray | None = None) -> WaterMaps:
+    """Compute the texture, colour and orientation maps of a BGR uint8 working-size frame
+    (``gray``: its uint8 grey image, if already at hand)."""
     hsv = cv2.cvtColor(frame_small, cv2.COLOR_BGR2HSV)
-    gray = cv2.cvtColor(frame_small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    if gray is None:
+        gray = cv2.cvtColor(frame_small, cv2.COLOR_BGR2GRAY)
     win = (TEXTURE_WINDOW, TEXTURE_WINDOW)
     local = cv2.blur(hsv, win).astype(np.float32)  # uint8 box mean: fast, 0.5 level rounding
     hue, saturation, value = local[..., 0], local[..., 1], local[..., 2]
@@ -67,7 +68,7 @@ def water_maps(frame_small: np.ndarray) -> WaterMaps:
     owin = (ORIENTATION_WINDOW, ORIENTATION_WINDOW)
     exx, eyy = cv2.split(cv2.blur(cv2.merge([gx * gx, gy * gy]), owin))
     orientation = (eyy - exx) / (eyy + exx + 1.0)
-    return WaterMaps(texture, saturation, value, orientation, hue, gray)
+    return WaterMaps(texture, saturation, value, orientation, hue)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class DryReference:
         self._warmup: list[tuple[np.ndarray, np.ndarray]] = []
         self._log_texture: np.ndarray | None = None
         self._orientation: np.ndarray | None = None
+        self._texture: np.ndarray | None = None
         self._last_ts: float | None = None
 
     @property
@@ -144,10 +146,14 @@ class DryReference:
         return self._log_texture is not None
 
     def texture(self) -> np.ndarray:
-        return np.exp(self._log_texture)
+        """The reference texture map (same units as ``WaterMaps.texture``)."""
+        if self._texture is None:
+            self._texture = np.exp(self._log_texture)
+        return self._texture
 
     @property
     def orientation(self) -> np.ndarray:
+        """The reference orientation map."""
         return self._orientation
 
     def update(self, texture: np.ndarray, orientation: np.ndarray, ts: float) -> None:
@@ -157,6 +163,7 @@ class DryReference:
             return
         self._last_ts = ts
         self.samples += 1
+        self._texture = None
         log_texture = np.log(texture + 0.05)
         if not self.mature:
             self._warmup.append((log_texture, orientation.copy()))

@@ -298,15 +298,17 @@ def _footage_frames(path, still: bool):
     if still:
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         return [(i * 0.5, frame) for i in range(20)]
-    cap = cv2.VideoCapture(str(path))
-    frames, t = [], 0.0
-    while True:
-        cap.set(cv2.CAP_PROP_POS_MSEC, t * 1000)
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append((t, frame))
-        t += 0.5
+    cap = cv2.VideoCapture(str(path))  # read in order (seeking is slow), keep one frame per 0.5 s
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    frames, index, due = [], 0, 0.0
+    while cap.grab():
+        t = index / fps
+        if t + 1e-6 >= due:
+            ok, frame = cap.retrieve()
+            if ok:
+                frames.append((due, frame))
+            due += 0.5
+        index += 1
     cap.release()
     return frames
 
