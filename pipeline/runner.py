@@ -9,12 +9,14 @@ a few tasks per minute, never one per frame.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.acks import AckRecorder
 from pipeline.config import Config
 from pipeline.evidence import EvidenceStore
 from pipeline.frames import FrameStore, make_minio
@@ -83,6 +85,7 @@ class WatchSession:
         self.worker = worker or build_worker(config)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="citywatch")
         self._started = False
+        self._acks: AckRecorder | None = None
 
     def start(self) -> "WatchSession":
         if not self._started:
@@ -92,6 +95,7 @@ class WatchSession:
                 except Exception as exc:  # noqa: BLE001 - the cycle retries; say why now
                     log.warning("could not ensure bucket %s: %s", getattr(store, "bucket", "?"), exc)
             self.worker.publisher.start()
+            self._start_ack_recorder()
             self._started = True
         return self
 
@@ -128,8 +132,20 @@ class WatchSession:
                 time.sleep(0.2)  # broker down: don't spin
         return delivered
 
+    def _start_ack_recorder(self) -> None:
+        """Record operators' acks (``<prefix>/ack/+``) in the state store; one session per camera set."""
+        shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
+        client_id = f"citywatch-acks-{self.config.worker.name}-{shard}"
+        try:
+            self._acks = AckRecorder(self.config.mqtt, client_id, self.worker.state.record_ack).start()
+        except Exception as exc:  # noqa: BLE001 - acks are a side channel; never stop the watch
+            log.warning("not recording acknowledgements: %s", exc)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._acks is not None:
+            self._acks.stop()
+            self._acks = None
         if self._started:
             self.worker.publisher.stop()
             self._started = False

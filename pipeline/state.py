@@ -59,6 +59,14 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS acks (
+    incident_id TEXT NOT NULL,
+    operator    TEXT NOT NULL,
+    acked_at    TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (incident_id, operator, acked_at)
+);
 """
 
 
@@ -231,6 +239,28 @@ class StateStore:
             self._bump("alerts_refused", 1)
 
         self._write(work)
+
+    # -- operator acknowledgements (pipeline.acks) --------------------------------------------
+    def record_ack(self, ack: Any, payload: bytes) -> bool:
+        """Store an :class:`~pipeline.acks.AckMessage`; False if the same ack was already recorded."""
+        def work() -> bool:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO acks(incident_id, operator, acked_at, payload, recorded_at) "
+                "VALUES (?,?,?,?,?)", (ack.incident_id, ack.operator, ack.time.isoformat(), bytes(payload),
+                                       time.time()))
+            self._bump("acks_recorded", cur.rowcount)
+            return cur.rowcount == 1
+
+        return self._write(work)
+
+    def acks(self, incident_id: str | None = None) -> list[tuple[str, str, str]]:
+        """(incident_id, operator, acked_at ISO) of recorded acks, oldest first."""
+        sql = "SELECT incident_id, operator, acked_at FROM acks"
+        args: tuple = ()
+        if incident_id is not None:
+            sql, args = sql + " WHERE incident_id=?", (incident_id,)
+        with self._lock:
+            return self._db.execute(sql + " ORDER BY recorded_at, rowid", args).fetchall()
 
     # -- counters -----------------------------------------------------------------------------
     def _bump(self, name: str, by: int) -> None:

@@ -1,0 +1,60 @@
+"""`citywatch console`: serve the operations-center web page (live incidents, camera map, acks)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pipeline.config import ConfigError, load_config
+from pipeline.mqtt import MqttSetupError, safe_url
+
+TOKEN_ENV = "CITYWATCH_CONSOLE_TOKEN"
+
+
+def default_client_id(port: int) -> str:
+    """``citywatch-console-<host>-<port>``: stable across restarts, so the broker keeps our session."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+    return f"citywatch-console-{host}-{port}"
+
+
+def console_command(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config YAML (default $CITYWATCH_CONFIG)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; non-loopback needs a token"),
+    port: int = typer.Option(8090, "--port", min=1, max=65535, help="TCP port"),
+    auth_token: Optional[str] = typer.Option(None, "--auth-token", envvar=TOKEN_ENV, show_envvar=True,
+                                             help="Access token (>= 16 chars) operators must present"),
+    tile_url: Optional[str] = typer.Option(None, "--tile-url", envvar="CITYWATCH_CONSOLE_TILE_URL",
+                                           help="Map tiles, e.g. https://tile.example.org/{z}/{x}/{y}.png"),
+    client_id: Optional[str] = typer.Option(None, "--client-id", help="MQTT client id (default per host and port)"),
+    max_incidents: int = typer.Option(500, "--max-incidents", min=10, max=100_000, help="Incidents kept in memory"),
+) -> None:
+    """Serve the console page; it follows <prefix>/alerts, camera status and ack topics live."""
+    import uvicorn
+
+    from pipeline.console import ConsoleBindError, check_bind, create_app
+
+    if tile_url is not None and (not re.fullmatch(r"https?://[^\s\"'<>]+", tile_url)
+                                 or not all(part in tile_url for part in ("{z}", "{x}", "{y}"))):
+        typer.echo("error: --tile-url must be an http(s) URL holding {z}, {x} and {y}", err=True)
+        raise typer.Exit(2)
+    try:
+        check_bind(host, auth_token or None)
+        cfg = load_config(config)
+        app = create_app(cfg, token=auth_token or None, client_id=client_id or default_client_id(port),
+                         tile_url=tile_url, max_incidents=max_incidents)
+    except (ConsoleBindError, ConfigError, MqttSetupError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"console on http://{shown}:{port}/ following {safe_url(cfg.mqtt)} "
+               f"({'token required' if auth_token else 'no token: localhost only'}); Ctrl-C to stop", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("console")(console_command)
+

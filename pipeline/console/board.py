@@ -1,0 +1,173 @@
+"""What the console knows: recent incidents grouped by id, camera health and acknowledgements.
+
+:class:`IncidentBoard` is fed by the MQTT thread (alerts, camera statuses, acks) and read by the
+web server (snapshot for a page that (re)connects). Every change returns a small JSON-able
+*delta* the server pushes to the open pages. Pure and clock-free: tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from pipeline.acks import AckError, parse_ack
+from pipeline.config import Config
+
+__all__ = ["IncidentBoard"]
+
+SEVERITY_RANK = {"minor": 1, "moderate": 2, "severe": 3, "extreme": 4}
+MAX_MESSAGES_PER_INCIDENT = 50
+
+
+def _camera_entry(cam: Any) -> dict[str, Any]:
+    loc = cam.location
+    return {"id": cam.id, "name": cam.name or cam.id, "lat": loc.lat if loc else None,
+            "lon": loc.lon if loc else None, "district": loc.district if loc else "",
+            "status": None, "in_registry": True}
+
+
+class IncidentBoard:
+    """Recent incidents (at most ``max_incidents``, oldest dropped first) and camera health."""
+
+    def __init__(self, config: Config, max_incidents: int = 500) -> None:
+        if max_incidents < 1:
+            raise ValueError(f"max_incidents must be >= 1, got {max_incidents}")
+        self.prefix = config.mqtt.topic_prefix
+        self.max_incidents = max_incidents
+        self._lock = threading.Lock()
+        self._incidents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._acks_before_alert: dict[str, dict[str, Any]] = {}
+        self._cameras: dict[str, dict[str, Any]] = {c.id: _camera_entry(c) for c in config.cameras}
+        self.rejected = 0
+
+    # -- feeding ------------------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
+        """Route one MQTT message; returns the delta to push, or None if nothing changed."""
+        parts = topic.split("/")
+        rest = topic[len(self.prefix) + 1:].split("/") if topic.startswith(self.prefix + "/") else parts
+        kind = rest[0] if rest else ""
+        if kind == "alerts" and len(rest) == 3:
+            return self.add_alert(payload)
+        if kind == "cameras" and len(rest) == 3 and rest[2] == "status":
+            return self.set_camera_status(rest[1], payload)
+        if kind == "ack" and len(rest) == 2:
+            try:
+                ack = parse_ack(topic, payload)
+            except AckError:
+                self.rejected += 1
+                return None
+            return self.add_ack(json.loads(ack.model_dump_json()))
+        return None
+
+    def add_alert(self, payload: bytes) -> dict[str, Any] | None:
+        """Merge one alert payload into its incident; duplicates (same seq) change nothing."""
+        try:
+            doc = json.loads(payload)
+            iid, seq, state = doc["incident_id"], int(doc["seq"]), doc["state"]
+            camera = doc.get("camera") or {}
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            self.rejected += 1
+            return None
+        if not isinstance(iid, str) or state not in ("start", "update", "end"):
+            self.rejected += 1
+            return None
+        with self._lock:
+            inc = self._incidents.get(iid)
+            if inc is None:
+                inc = self._new_incident(iid, doc, camera)
+            if any(m["seq"] == seq for m in inc["messages"]):
+                return None
+            inc["messages"].append({
+                "seq": seq, "state": state, "severity": doc.get("severity"), "time": (doc.get("frame") or {}).get("time"),
+                "detected_at": doc.get("detected_at"), "measurements": doc.get("measurements") or {},
+                "level": doc.get("level"), "confidence": doc.get("confidence"),
+            })
+            inc["messages"].sort(key=lambda m: m["seq"])
+            del inc["messages"][:-MAX_MESSAGES_PER_INCIDENT]
+            if seq >= inc["seq"]:  # the newest message decides what the incident looks like now
+                inc.update(seq=seq, state=state, severity=doc.get("severity"), confidence=doc.get("confidence"),
+                           measurements=doc.get("measurements") or {}, level=doc.get("level"),
+                           ended_at=doc.get("ended_at"), frame_time=(doc.get("frame") or {}).get("time"))
+            if state == "end":
+                inc["state"], inc["ended_at"] = "end", doc.get("ended_at") or inc["ended_at"]
+            worst = max(SEVERITY_RANK.get(m["severity"], 0) for m in inc["messages"])
+            inc["peak_severity"] = next((k for k, v in SEVERITY_RANK.items() if v == worst), None)
+            evidence = doc.get("evidence") or {}
+            if evidence.get("url") and seq >= inc.get("snapshot_seq", 0):
+                inc["snapshot_url"], inc["snapshot_seq"] = evidence["url"], seq
+                inc["snapshot_expires_at"] = evidence.get("expires_at")
+            return {"kind": "incident", "incident": _copy(inc)}
+
+    def _new_incident(self, iid: str, doc: dict[str, Any], camera: dict[str, Any]) -> dict[str, Any]:
+        loc = camera.get("location") or {}
+        cam_id = camera.get("id")
+        known = self._cameras.get(cam_id or "", {})
+        inc = {
+            "incident_id": iid, "type": doc.get("type"), "camera_id": cam_id,
+            "camera_name": camera.get("name") or known.get("name") or cam_id,
+            "district": loc.get("district") or known.get("district") or "",
+            "lat": loc.get("lat", known.get("lat")), "lon": loc.get("lon", known.get("lon")),
+            "test": bool(doc.get("test")), "started_at": doc.get("started_at"), "seq": 0, "messages": [],
+            "first_severity": doc.get("severity"), "ack": self._acks_before_alert.pop(iid, None),
+        }
+        self._incidents[iid] = inc
+        while len(self._incidents) > self.max_incidents:
+            self._incidents.popitem(last=False)
+        return inc
+
+    def add_ack(self, ack: dict[str, Any]) -> dict[str, Any] | None:
+        """Mark an incident acknowledged (the first ack wins; later ones are kept as ``acks``)."""
+        iid = ack["incident_id"]
+        with self._lock:
+            inc = self._incidents.get(iid)
+            if inc is None:  # ack seen before the alert (e.g. session replay order): keep it for later
+                self._acks_before_alert.setdefault(iid, ack)
+                return None
+            if inc["ack"] is not None and inc["ack"].get("operator") == ack.get("operator"):
+                return None
+            if inc["ack"] is None:
+                inc["ack"] = ack
+            else:
+                inc.setdefault("more_acks", []).append(ack)
+            return {"kind": "incident", "incident": _copy(inc)}
+
+    def set_camera_status(self, camera_id: str, payload: bytes) -> dict[str, Any] | None:
+        """Retained ``<prefix>/cameras/<id>/status``; an empty payload clears it."""
+        try:
+            status = json.loads(payload) if payload else None
+        except (ValueError, UnicodeDecodeError):
+            self.rejected += 1
+            return None
+        if status is not None and not isinstance(status, dict):
+            self.rejected += 1
+            return None
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            if cam is None:
+                cam = {"id": camera_id, "name": camera_id, "lat": None, "lon": None, "district": "",
+                       "status": None, "in_registry": False}
+                self._cameras[camera_id] = cam
+            cam["status"] = status
+            return {"kind": "camera", "camera": dict(cam)}
+
+    # -- reading ------------------------------------------------------------------------------
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            inc = self._incidents.get(incident_id)
+            return None if inc is None else _copy(inc)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a freshly (re)connected page needs: incidents newest first and cameras."""
+        with self._lock:
+            incidents = sorted((_copy(i) for i in self._incidents.values()),
+                               key=lambda i: (i.get("started_at") or "", i["incident_id"]), reverse=True)
+            return {"kind": "snapshot", "incidents": incidents,
+                    "cameras": [dict(c) for c in sorted(self._cameras.values(), key=lambda c: c["id"])]}
+
+
+def _copy(inc: dict[str, Any]) -> dict[str, Any]:
+    out = dict(inc)
+    out["messages"] = [dict(m) for m in inc["messages"]]
+    return out
