@@ -47,12 +47,14 @@ class SliceStats:
     frames: int = 0
     alerts: int = 0
     delivered: int = 0
+    repeated: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def add(self, result: BatchResult) -> None:
         self.frames += result.frames
         self.alerts += result.alerts
+        self.repeated += result.repeated
         for reason, n in result.skipped.items():
             self.skipped[reason] = self.skipped.get(reason, 0) + n
         if result.error and result.error not in self.errors:
@@ -63,13 +65,15 @@ class SliceStats:
         self.frames += other.frames
         self.alerts += other.alerts
         self.delivered += other.delivered
+        self.repeated += other.repeated
         for reason, n in other.skipped.items():
             self.skipped[reason] = self.skipped.get(reason, 0) + n
         self.errors.extend(e for e in other.errors if e not in self.errors)
 
     def as_dict(self) -> dict:
         return {"cycles": self.cycles, "frames": self.frames, "alerts": self.alerts,
-                "delivered": self.delivered, "skipped": self.skipped, "errors": self.errors}
+                "delivered": self.delivered, "repeated": self.repeated, "skipped": self.skipped,
+                "errors": self.errors}
 
 
 class WatchSession:

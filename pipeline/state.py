@@ -132,10 +132,12 @@ class StateStore:
             return result
 
     def commit_batch(self, camera_id: str, last_key: str | None, messages: Iterable[OutboxMessage],
-                     tracker_state: dict | None) -> None:
+                     tracker_state: dict | None, counters: dict[str, int] | None = None) -> None:
         """Store a camera batch's alerts, its checkpoint and incident state in ONE transaction.
 
         ``last_key`` None leaves the checkpoint as it is; ``tracker_state`` None leaves it as well.
+        ``counters`` (name -> increment) are added in the same transaction, so a count of processed
+        frames stays exact across a crash.
         """
         validate_camera_id(camera_id)
         msgs = list(messages)
@@ -160,6 +162,8 @@ class StateStore:
                     "ON CONFLICT(camera_id) DO UPDATE SET state=excluded.state, "
                     "updated_at=excluded.updated_at", (camera_id, state_json, now))
             self._bump("alerts_enqueued", len(msgs))
+            for name, by in (counters or {}).items():
+                self._bump(name, by)
 
         self._write(work)
 

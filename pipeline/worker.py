@@ -10,6 +10,7 @@ loses nothing and starts no incident twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -45,12 +46,14 @@ class BatchResult:
     frames: int = 0
     alerts: int = 0
     skipped: Counter = field(default_factory=Counter)
+    repeated: int = 0  # processed frames byte-identical to the camera's previous one
     checkpoint: str | None = None
     error: str | None = None
 
     def as_dict(self) -> dict:
         return {"camera": self.camera_id, "frames": self.frames, "alerts": self.alerts,
-                "skipped": dict(self.skipped), "checkpoint": self.checkpoint, "error": self.error}
+                "skipped": dict(self.skipped), "repeated": self.repeated, "checkpoint": self.checkpoint,
+                "error": self.error}
 
 
 class Worker:
@@ -69,6 +72,7 @@ class Worker:
         self._analyzers: dict[str, FrameAnalyzer] = {}
         self._locks: dict[str, threading.Lock] = {c.id: threading.Lock() for c in config.cameras}
         self._last_frame: dict[str, tuple[float, float]] = {}  # camera -> (frame ts, wall time taken)
+        self._last_digest: dict[str, bytes] = {}  # camera -> hash of its last processed frame's bytes
 
     # -- per-camera state -------------------------------------------------------------------
     def analyzer(self, camera: CameraConfig) -> FrameAnalyzer:
@@ -94,12 +98,14 @@ class Worker:
                 result.error = str(exc)
                 log.warning("camera %s: object store unavailable, will retry next cycle: %s", camera_id, exc)
                 self._analyzers.pop(camera_id, None)
+                self._last_digest.pop(camera_id, None)
             except Exception as exc:  # noqa: BLE001 - one camera's failure must not stop the others
                 result.error = f"{type(exc).__name__}: {exc}"
                 log.exception("camera %s: batch failed; resuming from its checkpoint next cycle", camera_id)
                 # Frames after the last commit will be fed again: rebuild the detectors and the
                 # incident state from the last commit so they see them in order.
                 self._analyzers.pop(camera_id, None)
+                self._last_digest.pop(camera_id, None)
         return result
 
     def _process(self, camera: CameraConfig, result: BatchResult) -> None:
@@ -115,6 +121,7 @@ class Worker:
         last_ts = None if checkpoint is None else parse_frame_key(checkpoint).ts
         newest_listed = max([*listing.keys, *(k for k, _ in listing.rejected)], default=None)
         now = self.clock()
+        counts: Counter = Counter()  # persistent counters not yet committed
         for key in listing.keys:
             fk = parse_frame_key(key)
             if fk.ts > now + w.max_future_s:
@@ -128,28 +135,43 @@ class Worker:
             reason = self._frame_problem(camera, key, fk.ts, last_ts)
             if reason is None:
                 try:
-                    frame = decode_frame(self.frames.get(key, w.max_frame_bytes),
-                                         max_pixels=w.max_frame_pixels, max_width=DECODE_MAX_WIDTH)
+                    data = self.frames.get(key, w.max_frame_bytes)
+                    frame = decode_frame(data, max_pixels=w.max_frame_pixels, max_width=DECODE_MAX_WIDTH)
                 except BadFrame as exc:
                     reason = "bad_frame"
                     log.warning("camera %s: skipped frame %s: %s", camera.id, key, exc)
                 else:
+                    if self._is_repeat(camera.id, data):
+                        result.repeated += 1
+                        counts["frames_repeated"] += 1
                     _, events = analyzer.analyze(frame, fk.ts)
                     self._last_frame[camera.id] = (fk.ts, now)
                     events += self.health.frame_seen(camera.id, fk.ts, now)
                     pending.extend(self._messages(camera, events, key, fk.test, frame))
                     last_ts = fk.ts
                     result.frames += 1
+                    counts["frames_processed"] += 1
             if reason is not None:
                 result.skipped[reason] += 1
+                counts["frames_skipped"] += 1
             if len(pending) or (result.frames and result.frames % COMMIT_EVERY == 0):
-                result.alerts += self._commit(camera, last_key, pending, analyzer)
+                result.alerts += self._commit(camera, last_key, pending, analyzer, counts)
                 pending = []
         if newest_listed is not None and (last_key is None or newest_listed > last_key):
             last_key = newest_listed  # step over rejected keys so they are not listed again
-        if last_key != checkpoint:
-            result.alerts += self._commit(camera, last_key, pending, analyzer)
+        if last_key != checkpoint or counts:
+            result.alerts += self._commit(camera, last_key, pending, analyzer, counts)
         result.checkpoint = last_key
+        if result.repeated:
+            log.info("camera %s: %d frame(s) byte-identical to the previous one (processed: a frozen "
+                     "picture is for the obstruction detector to judge)", camera.id, result.repeated)
+
+    def _is_repeat(self, camera_id: str, data: bytes) -> bool:
+        """Whether ``data`` equals the camera's previous processed frame (remembered from now on)."""
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        repeat = self._last_digest.get(camera_id) == digest
+        self._last_digest[camera_id] = digest
+        return repeat
 
     def _frame_problem(self, camera: CameraConfig, key: str, ts: float, last_ts: float | None) -> str | None:
         if last_ts is not None and ts <= last_ts:
@@ -181,8 +203,13 @@ class Worker:
         return out
 
     def _commit(self, camera: CameraConfig, last_key: str | None, messages: list[OutboxMessage],
-                analyzer: FrameAnalyzer) -> int:
-        self.state.commit_batch(camera.id, last_key, messages, analyzer.tracker.to_state())
+                analyzer: FrameAnalyzer, counts: Counter | None = None) -> int:
+        """Alerts, checkpoint, incident state and frame counters in one transaction (``counts`` is
+        reset once committed)."""
+        self.state.commit_batch(camera.id, last_key, messages, analyzer.tracker.to_state(),
+                                counters=dict(counts) if counts else None)
+        if counts:
+            counts.clear()
         return sum(1 for m in messages if "/alerts/" in m.topic)
 
     # -- time-driven events ---------------------------------------------------------------------
