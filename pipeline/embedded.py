@@ -95,9 +95,10 @@ class MosquittoProcess:
         self.conf = self.workdir / "mosquitto.conf"
         import getpass
 
+        has_user = any(line.strip().startswith("user ") for line in extra_config.splitlines())
         lines = [
             # As root mosquitto would drop to user 'mosquitto' and could not write its persistence file.
-            f"user {getpass.getuser()}",
+            "" if has_user else f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if allow_anonymous else 'false'}",
             "persistence true",

@@ -32,7 +32,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
     importlib.import_module(f"{__name__}.{_mod}").register(app)
 
 

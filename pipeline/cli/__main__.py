@@ -1,0 +1,5 @@
+"""`python -m pipeline.cli` = `citywatch`."""
+
+from pipeline.cli import main
+
+main()
