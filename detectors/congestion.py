@@ -33,8 +33,10 @@ from detectors.congestion_features import (
     asphalt_mask,
     changed_mask,
     coarse,
+    count,
     count_vehicles,
     lanes_from_motion,
+    local_contrast,
     road_zone_from_asphalt,
     shrink,
     track_motion,
@@ -116,7 +118,7 @@ class CongestionDetector:
     def __init__(self, settings: CongestionSettings | None = None) -> None:
         self.settings = settings or CongestionSettings()
         self._shape: tuple[int, int] | None = None
-        self._history: deque[tuple[float, np.ndarray]] = deque()
+        self._history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()  # ts, grey, contrast
         self._rigidity: float | None = None
         self._rigidity_ts = 0.0
 
@@ -141,7 +143,7 @@ class CongestionDetector:
             self._rigidity_ts = ts
         return 1.0 if self._rigidity is None else self._rigidity
 
-    def _reference(self, ts: float) -> tuple[float, np.ndarray] | None:
+    def _reference(self, ts: float) -> tuple[float, np.ndarray, np.ndarray] | None:
         """The newest kept frame at least ``compare_after_s`` old, else the oldest kept."""
         best = self._history[0] if self._history else None
         for item in self._history:
@@ -149,14 +151,14 @@ class CongestionDetector:
                 best = item
         return best
 
-    def _remember(self, ts: float, grey: np.ndarray) -> None:
-        self._history.append((ts, grey))
+    def _remember(self, ts: float, grey: np.ndarray, contrast: np.ndarray) -> None:
+        self._history.append((ts, grey, contrast))
         keep_after = ts - self.settings.compare_after_s
         while len(self._history) > 2 and self._history[1][0] <= keep_after:
             self._history.popleft()
 
-    def _road_zone(self, ts: float, changed: np.ndarray | None, hsv: np.ndarray, grey: np.ndarray
-                   ) -> tuple[np.ndarray, float, np.ndarray]:
+    def _road_zone(self, ts: float, changed: np.ndarray | None, hsv: np.ndarray,
+                   contrast: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Lanes learned from recent motion (``changed`` is None when this frame's motion is not
         to be learned), or the asphalt surface while motion is unknown.
         Returns (zone mask, 1.0 if learned from motion else 0.0, asphalt mask)."""
@@ -165,11 +167,11 @@ class CongestionDetector:
             self._motion_seen[coarse(changed, self._motion_seen.shape)] = ts
         recent = (ts - self._motion_seen) <= s.zone_memory_s
         not_plants = self._mask & ~vegetation_mask(hsv)
-        asphalt = asphalt_mask(hsv, grey)
+        asphalt = asphalt_mask(hsv, contrast)
         min_zone = s.min_zone_pct / 100 * self._region_px
-        if recent.mean() * self._region_px >= min_zone / 4:
-            lanes = lanes_from_motion(recent, grey.shape) & not_plants
-            if lanes.sum() >= min_zone:
+        if count(recent) * 16 >= min_zone / 4:
+            lanes = lanes_from_motion(recent, contrast.shape) & not_plants
+            if count(lanes) >= min_zone:
                 return lanes, 1.0, asphalt
         return road_zone_from_asphalt(asphalt) & not_plants, 0.0, asphalt
 
@@ -186,17 +188,19 @@ class CongestionDetector:
         if self._history and ts <= self._history[-1][0]:
             raise ValueError(f"frame time {ts} is not after the previous one {self._history[-1][0]}")
         ref = self._reference(ts)
-        self._remember(ts, grey)
+        contrast = local_contrast(grey)
+        self._remember(ts, grey, contrast)
         if ref is None:  # nothing to compare with yet: cannot tell moving from stopped
             return [Finding("congestion", False, ready=False)]
-        ref_ts, ref_grey = ref
+        ref_ts, ref_grey, ref_contrast = ref
         changed = changed_mask(grey, ref_grey, s.change_level) & self._mask
-        changed_pct = 100.0 * int(changed.sum()) / self._region_px
+        changed_pct = 100.0 * count(changed) / self._region_px
         big_change = changed_pct > s.max_changed_pct
         zone, from_motion, asphalt = self._road_zone(ts, None if big_change else changed,
-                                            cv2.cvtColor(small, cv2.COLOR_BGR2HSV), grey)
-        zone_px = int(zone.sum())
-        motion = track_motion(ref_grey, grey, changed & zone, ts - ref_ts, s.slow_speed)
+                                                     cv2.cvtColor(small, cv2.COLOR_BGR2HSV), contrast)
+        zone_px = count(zone)
+        motion = track_motion(ref_grey, ref_contrast, grey, changed & zone, ts - ref_ts,
+                              s.slow_speed)
         heavy, medium, stalled = s.scaled()
         if big_change and motion.fast <= stalled:  # much changed, little moved far: camera shake
             return [Finding("congestion", False, measurements={"changed_pct": round(changed_pct, 1)},
@@ -210,9 +214,9 @@ class CongestionDetector:
                 "zone_from_motion": from_motion}
         if zone_px < s.min_zone_pct / 100 * self._region_px:  # no road in view
             return [Finding("congestion", False, 0.0, meas, level="free")]
-        occupied = vehicle_texture(grey, s.edge_level) & zone
-        occupancy = int(occupied.sum()) / zone_px
-        surface = int((asphalt & zone).sum()) / zone_px
+        occupied = vehicle_texture(contrast, s.edge_level) & zone
+        occupancy = count(occupied) / zone_px
+        surface = count(asphalt & zone) / zone_px
         los = level_of_service(occupancy, motion.fast, heavy, medium, stalled)
         if los == 5 and (rigid < s.min_rigidity or surface < s.min_road_surface_pct / 100):
             los = 4  # dense and slow, but not like vehicles on a road (flames, foliage, smoke)
@@ -234,8 +238,10 @@ def _confidence(occupancy: float, fast: float, heavy: float, stalled: float) -> 
 
 def _boxes(occupied: np.ndarray, max_boxes: int = 4) -> tuple[tuple[float, float, float, float], ...]:
     """Normalized boxes around the largest occupied areas (for the evidence snapshot)."""
-    h, w = occupied.shape
-    blob = cv2.dilate(occupied.astype(np.uint8), np.ones((9, 9), np.uint8))
+    half = coarse(occupied, (max(1, occupied.shape[0] // 2), max(1, occupied.shape[1] // 2)))
+    h, w = half.shape
+    blob = cv2.dilate(half.view(np.uint8), np.ones((5, 5), np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(blob, connectivity=8)
     order = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:max_boxes]
-    return tuple((stats[i, 0] / w, stats[i, 1] / h, stats[i, 2] / w, stats[i, 3] / h) for i in order)
+    return tuple((float(stats[i, 0] / w), float(stats[i, 1] / h), float(stats[i, 2] / w),
+                  float(stats[i, 3] / h)) for i in order)

@@ -30,6 +30,11 @@ def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def count(mask: np.ndarray) -> int:
+    """Number of set pixels of a boolean mask."""
+    return cv2.countNonZero(mask.view(np.uint8))
+
+
 def changed_mask(grey: np.ndarray, ref: np.ndarray, level: int) -> np.ndarray:
     """Pixels whose (slightly blurred) grey value changed by more than ``level`` since ``ref``,
     after removing a global brightness shift (auto exposure) and isolated noise pixels."""
@@ -67,11 +72,11 @@ def lanes_from_motion(recent_motion: np.ndarray, shape: tuple[int, int]) -> np.n
     return cv2.resize(lanes, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
 
 
-def asphalt_mask(hsv: np.ndarray, grey: np.ndarray, max_sat: int = 60, max_contrast: int = 16
+def asphalt_mask(hsv: np.ndarray, contrast: np.ndarray, max_sat: int = 60, max_contrast: int = 16
                  ) -> np.ndarray:
     """Smooth, low-saturation, neither dark nor blown-out pixels: what bare road looks like."""
     grey_ish_lit = cv2.inRange(hsv, (0, 0, 36), (180, max_sat - 1, 234)) > 0
-    return grey_ish_lit & (local_contrast(grey) < max_contrast)
+    return grey_ish_lit & (contrast < max_contrast)
 
 
 def road_zone_from_asphalt(asphalt: np.ndarray, min_part: float = 0.02) -> np.ndarray:
@@ -91,38 +96,40 @@ def road_zone_from_asphalt(asphalt: np.ndarray, min_part: float = 0.02) -> np.nd
     return cv2.resize(zone, (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 
-def vehicle_texture(grey: np.ndarray, level: int) -> np.ndarray:
-    """Pixels that look like vehicles rather than bare road: local contrast above ``level``,
+def vehicle_texture(contrast: np.ndarray, level: int) -> np.ndarray:
+    """Pixels that look like vehicles rather than bare road: `local_contrast` above ``level``,
     closed over 3x3 so small vehicles count as solid blobs."""
-    textured = local_contrast(grey) > level
+    textured = contrast > level
     return cv2.morphologyEx(textured.astype(np.uint8), cv2.MORPH_CLOSE, _SQUARE3) > 0
 
 
-def track_motion(ref: np.ndarray, grey: np.ndarray, changed: np.ndarray, dt: float,
-                 slow_speed: float, max_points: int = 40, step: int = 6,
+def track_motion(ref: np.ndarray, ref_contrast: np.ndarray, grey: np.ndarray, changed: np.ndarray,
+                 dt: float, slow_speed: float, max_points: int = 40, step: int = 6,
                  max_error: float = 1.0) -> MotionSample:
-    """Track the most contrasted changed spots from ``ref`` to ``grey`` (pyramidal LK; a track
-    is kept when tracking it back lands within ``max_error`` px of where it started). A spot whose track is lost counts as fast: at 1-2 frames/s a
-    vehicle in free flow moves further than LK can follow, while crawling traffic tracks well."""
-    if dt <= 0 or not changed.any():
-        return MotionSample(0, 0.0, 0.0, None)
+    """Track the most contrasted changed spots of ``ref`` (``ref_contrast`` is its
+    `local_contrast`) to ``grey`` with pyramidal LK; a track is kept when tracking it back lands
+    within ``max_error`` px of where it started. A spot whose track is lost counts as fast: at
+    1-2 frames/s a vehicle in free flow moves further than LK can follow, while crawling traffic
+    tracks well."""
     h, w = grey.shape
-    contrast = local_contrast(ref)
-    contrast[cv2.dilate(changed.astype(np.uint8), _SQUARE3) == 0] = 0
-    grid = contrast[step // 2::step, step // 2::step]
+    near_change = cv2.dilate(changed.view(np.uint8), _SQUARE3)[step // 2::step, step // 2::step]
+    grid = ref_contrast[step // 2::step, step // 2::step].copy()
+    grid[near_change == 0] = 0
     flat = grid.ravel()
-    order = np.argsort(flat)[::-1][:max_points]
-    order = order[flat[order] > 20]
-    if len(order) < 3:
+    if dt <= 0 or len(flat) < 3:
         return MotionSample(0, 0.0, 0.0, None)
-    ys, xs = np.unravel_index(order, grid.shape)
+    top = np.argpartition(flat, -min(max_points, len(flat)))[-max_points:]
+    top = top[flat[top] > 20]
+    if len(top) < 3:
+        return MotionSample(0, 0.0, 0.0, None)
+    ys, xs = np.unravel_index(top, grid.shape)
     pts = np.stack([xs * step + step // 2, ys * step + step // 2], 1).astype(np.float32)
     pts = pts.reshape(-1, 1, 2)
     lk = {"winSize": (9, 9), "maxLevel": 3}
-    fwd, _, _ = cv2.calcOpticalFlowPyrLK(ref, grey, pts, None, **lk)
-    back, _, _ = cv2.calcOpticalFlowPyrLK(grey, ref, fwd, None, **lk)
+    after, _, _ = cv2.calcOpticalFlowPyrLK(ref, grey, pts, None, **lk)
+    back, _, _ = cv2.calcOpticalFlowPyrLK(grey, ref, after, None, **lk)
     ok = np.linalg.norm((pts - back).reshape(-1, 2), axis=1) < max_error
-    shift = (fwd - pts).reshape(-1, 2)
+    shift = (after - pts).reshape(-1, 2)
     dist = np.linalg.norm(shift, axis=1)
     cap = max(2 * slow_speed, 0.5)
     speed = np.where(ok, np.minimum(dist / w / dt, cap), cap)
