@@ -4,6 +4,15 @@
 
 const SEVERITY_RANK = { minor: 1, moderate: 2, severe: 3, extreme: 4 };
 const KNOWN_TYPES = ["fire", "smoke", "flood", "congestion", "camera_offline", "camera_obstructed"];
+// 16x16 icons drawn as SVG paths (no icon font or emoji font needed on the operator's machine)
+const ICONS = {
+  fire: { d: "M8 1c1 3 4.5 4.5 4.5 8.5a4.5 4.5 0 0 1-9 0c0-2.2 1.2-3.6 2.3-4.6.1 2 1 3.1 2.2 3.4C7.4 6 7 4 8 1z" },
+  smoke: { d: "M4.5 13a3.5 3.5 0 0 1-.4-7A4.5 4.5 0 0 1 12.6 6 3.5 3.5 0 0 1 12 13z" },
+  flood: { d: "M1 5.5q1.75-2 3.5 0t3.5 0 3.5 0 3.5 0M1 9.5q1.75-2 3.5 0t3.5 0 3.5 0 3.5 0M1 13.5q1.75-2 3.5 0t3.5 0 3.5 0 3.5 0", stroke: true },
+  congestion: { d: "M2 9.5 3.6 5h8.8L14 9.5V13h-2v1.5h-2V13H6v1.5H4V13H2zM4 9.5h8l-1-3H5z" },
+  camera_offline: { d: "M1.5 5h3l1.2-2h4.6l1.2 2h3v8h-13zM8 11.2a2.6 2.6 0 1 0 0-5.2 2.6 2.6 0 0 0 0 5.2z" },
+  camera_obstructed: { d: "M8 1.5a6.5 6.5 0 1 1 0 13 6.5 6.5 0 0 1 0-13zM3.8 4.9l7.3 7.3M5 3.6l7.4 7.4", stroke: true },
+};
 const state = { incidents: new Map(), cameras: new Map(), meta: {}, loaded: false, sound: false };
 const $ = (id) => document.getElementById(id);
 
@@ -139,7 +148,7 @@ function incidentCard(inc) {
     el("span", { class: `badge state ${ended ? "ended" : "open"}`, text: ended ? "ended" : inc.state === "start" ? "new" : "ongoing" }),
     inc.test ? el("span", { class: "badge test", text: "TEST" }) : null);
   const head = el("header", {},
-    el("h3", {}, el("span", { class: `type-icon t-${inc.type}` }), label(inc.type)), badges);
+    el("h3", {}, typeIcon(inc.type), label(inc.type)), badges);
   const where = el("p", { class: "where" },
     el("strong", { text: inc.camera_name || inc.camera_id }),
     el("span", { text: inc.district ? ` · ${inc.district}` : "" }),
@@ -269,6 +278,14 @@ function renderMap() {
   });
 }
 
+function typeIcon(type) {
+  const icon = ICONS[type] || { d: "M8 2a6 6 0 1 1 0 12A6 6 0 0 1 8 2z" };
+  const box = svg("svg", { viewBox: "0 0 16 16", class: "type-icon", "aria-hidden": "true" });
+  box.append(svg("path", icon.stroke ? { d: icon.d, fill: "none", stroke: "currentColor", "stroke-width": 1.6,
+    "stroke-linecap": "round" } : { d: icon.d, fill: "currentColor", "fill-rule": "evenodd" }));
+  return box;
+}
+
 function svgText(x, y, text, cls) { const t = svg("text", { x, y, class: cls }); t.textContent = text; return t; }
 
 function drawTiles(map, scale, cx, cy) {
@@ -293,7 +310,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("sound-toggle").addEventListener("click", (e) => {
     state.sound = !state.sound;
     if (state.sound) { audio = audio || new AudioContext(); audio.resume(); beep(1); }
-    e.currentTarget.textContent = state.sound ? "🔔 Sound on" : "🔇 Sound off";
+    e.currentTarget.textContent = state.sound ? "♪ Sound on" : "♪ Sound off";
     e.currentTarget.setAttribute("aria-pressed", String(state.sound));
   });
   setInterval(renderCameras, 5000); // health ages even when no message arrives
