@@ -1,0 +1,239 @@
+"""End-to-end part of `citywatch bench`: cameras -> S3 -> WatchSession -> MQTT subscriber.
+
+``N`` simulated cameras put fire-scene JPEGs (a frame sure to trigger) into moto's S3 server at
+``M`` frames/s each, from a separate process (cameras are elsewhere on a real site); S3 runs as
+:class:`~pipeline.embedded.EmbeddedS3` in its own process too, so neither competes with the
+worker for the GIL. This process runs the worker exactly as the watch flow does
+(:class:`~pipeline.runner.WatchSession` cycles: list, fetch, decode, detect, alert policy,
+evidence, outbox, MQTT) and an MQTT subscriber collects the alerts. Latency is the receipt time
+of an alert minus the time the put of the frame named in its ``frame.key`` was issued.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from pipeline.bench import state_bytes, synthetic_jpegs
+from pipeline.config import config_from_dict
+from pipeline.embedded import EmbeddedS3, MosquittoProcess, free_port, port_open, wait_port
+from pipeline.mqtt import Subscriber
+from pipeline.runner import WatchSession
+
+SYSTEM_BROKER = ("127.0.0.1", 1883)
+
+
+def _serve_s3(port: int, stop: Any) -> None:  # child process
+    server = EmbeddedS3(port).start()
+    stop.wait()
+    server.stop()
+
+
+@dataclass
+class FeedPlan:
+    """What the camera process puts: ``cameras`` x ``fps`` frames/s for ``seconds``."""
+
+    s3: dict
+    cameras: list[str]
+    fps: float
+    seconds: float
+    frame_files: list[str]
+    start_at: float
+    out_file: str
+    first_frame: int = 0
+    threads: int = 8
+
+
+def _feed(plan: FeedPlan) -> None:  # child process: the cameras
+    from pipeline.config import S3Settings
+    from pipeline.frames import FrameStore, make_minio
+
+    jpegs = [Path(p).read_bytes() for p in plan.frame_files]
+    store = FrameStore(make_minio(S3Settings(**plan.s3)), plan.s3["frames_bucket"])
+    count = int(plan.seconds * plan.fps)
+    n = len(plan.cameras)
+    puts: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def put(camera_index: int, i: int, due: float) -> None:
+        camera = plan.cameras[camera_index]
+        jpeg = jpegs[(plan.first_frame + camera_index * 3 + i) % len(jpegs)]  # cameras at different phases
+        issued = time.time()
+        key = store.put_frame(camera, due, jpeg, test=True)
+        with lock:
+            puts[key] = issued
+
+    schedule = sorted((plan.start_at + (c / n + i) / plan.fps, c, i) for c in range(n) for i in range(count))
+    with ThreadPoolExecutor(plan.threads) as pool:
+        futures = []
+        for due, c, i in schedule:
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(put, c, i, due))
+        errors = [str(f.exception()) for f in futures if f.exception() is not None]
+    Path(plan.out_file).write_text(json.dumps({"puts": puts, "errors": errors[:5], "ended": time.time()}))
+
+
+@dataclass
+class E2EResult:
+    """Throughput, alert latency and memory of one end-to-end run."""
+
+    offered_fps: float
+    e2e_fps: float
+    frames_put: int
+    frames_processed: int
+    alerts: int
+    latencies_s: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    state_mb_per_camera: float = 0.0
+    worker_cpu_cores: float = 0.0
+    broker: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def quantile(self, q: float) -> float | None:
+        if not self.latencies_s:
+            return None
+        if len(self.latencies_s) == 1:
+            return self.latencies_s[0]
+        return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+class _RssSampler(threading.Thread):
+    def __init__(self, period_s: float = 0.2) -> None:
+        super().__init__(daemon=True, name="rss-sampler")
+        self.proc, self.period_s, self.peak = psutil.Process(), period_s, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop_event.wait(self.period_s)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return max(self.peak, self.proc.memory_info().rss)
+
+
+def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
+            threads: int = 2, first_frame: int = 10, drain_s: float = 30.0,
+            on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
+    """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
+
+    Camera ``c`` plays the 2 frames/s fire scene from frame ``first_frame + 3c`` (frame 10 is the
+    fire's onset), looping; a fresh detector judges fire after about 5 s of frames."""
+    if cameras < 1 or fps <= 0 or seconds <= 0:
+        raise ValueError(f"need cameras >= 1, fps > 0, seconds > 0 (got {cameras}, {fps}, {seconds})")
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="citywatch-bench-") as tmp, _Broker() as broker_url:
+        work = Path(tmp)
+        on_step(f"rendering {size[0]}x{size[1]} fire-scene frames")
+        files = []
+        for i, (_, jpeg) in enumerate(synthetic_jpegs(*size)):
+            files.append(str(work / f"{i:04d}.jpg"))
+            Path(files[-1]).write_bytes(jpeg)
+        port, stop_s3 = free_port(), ctx.Event()
+        s3_proc = ctx.Process(target=_serve_s3, args=(port, stop_s3), daemon=True)
+        s3_proc.start()
+        try:
+            wait_port("127.0.0.1", port, timeout=60)
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            ids = [f"bench-{i:03d}" for i in range(cameras)]
+            config = config_from_dict({
+                "s3": {"url": f"http://127.0.0.1:{port}", "access_key": EmbeddedS3.access_key,
+                       "secret_key": EmbeddedS3.secret_key},
+                "mqtt": {"url": broker_url, "topic_prefix": prefix},
+                "worker": {"name": f"bench-{uuid.uuid4().hex[:6]}", "state_dir": str(work / "state"),
+                           "poll_interval_s": 0.1, "max_frames_per_batch": 500},
+                "cameras": [{"id": c, "name": c, "location": {"lat": 0, "lon": 0}} for c in ids],
+            }, env={})
+            plan = FeedPlan({"url": config.s3.url, "access_key": EmbeddedS3.access_key,
+                             "secret_key": EmbeddedS3.secret_key, "frames_bucket": config.s3.frames_bucket},
+                            ids, fps, seconds, files, 0.0, str(work / "puts.json"), first_frame)
+            result = _measure(config, plan, ctx, threads, drain_s, on_step)
+            result.broker = broker_url
+            return result
+        finally:
+            stop_s3.set()
+            s3_proc.join(10)
+            if s3_proc.is_alive():
+                s3_proc.kill()
+
+
+def _measure(config, plan: FeedPlan, ctx, threads: int, drain_s: float,
+             on_step: Callable[[str], None]) -> E2EResult:
+    received: list[tuple[float, dict]] = []
+
+    def on_message(topic: str, payload: bytes, retain: bool) -> None:
+        received.append((time.time(), json.loads(payload)))
+
+    prefix = config.mqtt.topic_prefix
+    ids, fps, seconds = plan.cameras, plan.fps, plan.seconds
+    result = E2EResult(offered_fps=len(ids) * fps, e2e_fps=0.0, frames_put=0, frames_processed=0, alerts=0)
+    sampler = _RssSampler()
+    with Subscriber(config.mqtt, f"{prefix}-ioc", [f"{prefix}/alerts/#"], on_message) as sub, \
+            WatchSession(config, ids, threads=threads) as session:
+        if not sub.wait_subscribed(10):
+            raise RuntimeError(f"could not subscribe to {prefix}/alerts/#: {sub.refusal or 'no answer'}")
+        plan.start_at = time.time() + 1.0
+        feeder = ctx.Process(target=_feed, args=(plan,), daemon=True)
+        on_step(f"feeding {len(ids)} cameras x {fps:g} frames/s for {seconds:g} s")
+        sampler.start()
+        feeder.start()
+        cpu0 = psutil.Process().cpu_times()
+        expected = len(ids) * int(seconds * fps)
+        processed, last_done = 0, plan.start_at
+        deadline = plan.start_at + seconds + drain_s
+        while time.time() < deadline and processed < expected:
+            stats = session.cycle()
+            processed += stats.frames
+            if stats.frames:
+                last_done = time.time()
+            else:
+                time.sleep(config.worker.poll_interval_s)
+            result.errors.extend(e for e in stats.errors if e not in result.errors)
+        cpu1 = psutil.Process().cpu_times()
+        session.drain(10)
+        feeder.join(seconds + 60)
+        time.sleep(0.5)  # last PUBACKed messages on their way to the subscriber
+        result.state_mb_per_camera = max((state_bytes(a.detectors) / 1e6 for a in session.worker._analyzers.values()),
+                                         default=0.0)
+    result.peak_rss_mb = sampler.stop() / 2**20
+    busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    result.worker_cpu_cores = busy / max(1e-6, last_done - plan.start_at)
+    feed = json.loads(Path(plan.out_file).read_text()) if Path(plan.out_file).exists() else {"puts": {}, "errors": ["camera process died"]}
+    result.errors.extend(feed["errors"])
+    puts = feed["puts"]
+    result.frames_put, result.frames_processed = len(puts), processed
+    result.e2e_fps = processed / max(1e-6, last_done - plan.start_at)
+    alerts = [(t, a) for t, a in received if a.get("frame") and a["frame"].get("key") in puts]
+    result.alerts = len(received)
+    result.latencies_s = sorted(t - puts[a["frame"]["key"]] for t, a in alerts)
+    return result
+
+
+class _Broker:
+    """The machine's Mosquitto at 127.0.0.1:1883 when it runs, else a private one for the run."""
+
+    def __enter__(self) -> str:
+        self._own = None
+        if port_open(*SYSTEM_BROKER):
+            return f"mqtt://{SYSTEM_BROKER[0]}:{SYSTEM_BROKER[1]}"
+        self._own = MosquittoProcess().start()
+        return self._own.url
+
+    def __exit__(self, *exc: object) -> None:
+        if self._own is not None:
+            self._own.stop()

@@ -1,0 +1,68 @@
+"""`citywatch bench` on tiny parameters: every JSON key is there and the figures are coherent.
+(No timing is asserted: the machine is shared; the bench itself reports against the targets.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.bench import micro_bench, state_bytes, synthetic_jpegs
+from pipeline.cli import app
+from pipeline.decode import jpeg_dimensions
+
+REQUIRED = ("decode_fps_720p", "pipeline_fps_720p", "ratio_720p", "decode_fps_1080p", "pipeline_fps_1080p",
+            "ratio_1080p", "e2e_fps", "latency_p50_s", "latency_p95_s", "state_mb_per_camera", "peak_rss_mb")
+
+
+def test_synthetic_frames_have_the_size_and_weight_of_camera_jpegs():
+    frames = synthetic_jpegs(1280, 720, count=2)
+    assert [ts for ts, _ in frames] == [0.0, 0.5]
+    for _, jpeg in frames:
+        assert jpeg_dimensions(jpeg) == (1280, 720)
+        assert 60_000 < len(jpeg) < 450_000
+    assert synthetic_jpegs(1280, 720, count=2) == frames, "same seed, same bytes"
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        synthetic_jpegs(1280, 720, count=0)
+
+
+def test_state_bytes_counts_arrays_once_and_views_by_their_base():
+    big = np.zeros((100, 1000), np.uint8)
+    holder = {"a": big, "b": big, "view": big[10:20], "nested": [np.ones(500, np.float64)]}
+    total = state_bytes(holder)
+    assert 100_000 + 4_000 <= total < 100_000 + 4_000 + 5_000
+
+
+def test_micro_bench_reports_coherent_figures():
+    result = micro_bench(sizes={"720p": (1280, 720)}, frames=4, repeats=1)
+    assert result["decode_fps_720p"] > 0 and result["pipeline_fps_720p"] > 0
+    assert result["ratio_720p"] == pytest.approx(result["pipeline_fps_720p"] / result["decode_fps_720p"])
+    ms = result["detector_ms"]["720p"]
+    assert {"decode", "alert policy", "FireDetector", "FloodDetector", "CongestionDetector"} <= set(ms)
+    assert all(v >= 0 for v in ms.values())
+    # The stages add up to the measured time per frame (the rest is "other").
+    assert sum(ms.values()) == pytest.approx(1000 / result["pipeline_fps_720p"], abs=0.01)
+    assert 0.05 < result["state_mb_per_camera"] < 50
+
+
+@pytest.mark.slow
+def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, ["bench", "--json", str(out), "--cameras", "2", "--fps", "2", "--seconds", "8",
+                                   "--frames", "3", "--repeats", "1"])
+    assert res.exit_code == 0, res.output
+    assert "ratio 720p" in res.output
+    report = json.loads(out.read_text())
+    for key in REQUIRED:
+        assert key in report, key
+    for size in ("720p", "1080p"):
+        assert report[f"ratio_{size}"] == pytest.approx(report[f"pipeline_fps_{size}"] / report[f"decode_fps_{size}"])
+    assert report["e2e_frames_put"] == report["e2e_frames_processed"] == 2 * 16
+    assert 0 < report["e2e_fps"] <= report["e2e_offered_fps"] * 1.2
+    # Both cameras start mid-fire: their fire starts arrive and are timed from the put of their frame.
+    assert report["latency_samples"] >= 2
+    assert 0 < report["latency_p50_s"] <= report["latency_p95_s"] < 30
+    assert report["peak_rss_mb"] > 50 and report["state_mb_per_camera"] > 0
+    assert not report["e2e_errors"]
