@@ -27,18 +27,16 @@ MAX_VALUE = 240  # blown-out pixels neither
 
 @dataclass(frozen=True)
 class WaterMaps:
-    """Per-pixel measurements of one frame at working size (float32 arrays, same shape)."""
+    """Per-pixel measurements of one frame at working size (arrays of the same height, width)."""
 
-    texture: np.ndarray  # mean |Laplacian| / (local brightness + 20) * 100
-    saturation: np.ndarray  # local mean HSV saturation, 0..255
-    value: np.ndarray  # local mean HSV value, 0..255
-    orientation: np.ndarray  # (Eyy - Exx) / (Eyy + Exx), -1 (vertical structure) .. 1 (horizontal)
-    hue: np.ndarray  # local mean HSV hue, 0..180 (OpenCV scale)
+    texture: np.ndarray  # float32: mean |Laplacian| / (local brightness + 20) * 100
+    orientation: np.ndarray  # float32: (Eyy - Exx) / (Eyy + Exx), -1 (vertical) .. 1 (horizontal)
+    hsv: np.ndarray  # uint8 H x W x 3: local mean hue (0..180), saturation, value
 
     @property
     def valid(self) -> np.ndarray:
         """Pixels bright enough and not saturated: the only ones that can show evidence."""
-        return (self.value > MIN_VALUE) & (self.value < MAX_VALUE)
+        return cv2.inRange(self.hsv[..., 2], MIN_VALUE + 1, MAX_VALUE - 1) > 0
 
 
 def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -59,16 +57,15 @@ def water_maps(frame_small: np.ndarray, gray: np.ndarray | None = None) -> Water
     if gray is None:
         gray = cv2.cvtColor(frame_small, cv2.COLOR_BGR2GRAY)
     win = (TEXTURE_WINDOW, TEXTURE_WINDOW)
-    local = cv2.blur(hsv, win).astype(np.float32)  # uint8 box mean: fast, 0.5 level rounding
-    hue, saturation, value = local[..., 0], local[..., 1], local[..., 2]
+    local = cv2.blur(hsv, win)  # uint8 box mean: fast, 0.5 level rounding
     laplacian = np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=1))
-    texture = cv2.blur(laplacian, win) / (value + 20.0) * 100.0
+    texture = cv2.blur(laplacian, win) * 100.0 / (local[..., 2].astype(np.float32) + 20.0)
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
     owin = (ORIENTATION_WINDOW, ORIENTATION_WINDOW)
     exx, eyy = cv2.split(cv2.blur(cv2.merge([gx * gx, gy * gy]), owin))
     orientation = (eyy - exx) / (eyy + exx + 1.0)
-    return WaterMaps(texture, saturation, value, orientation, hue)
+    return WaterMaps(texture, orientation, local)
 
 
 @dataclass(frozen=True)
@@ -76,21 +73,24 @@ class WaterThresholds:
     """Per-pixel thresholds of the water rules."""
 
     max_texture: float = 3.0
-    max_saturation: float = 70.0  # grey water, grey-sky reflections
-    brown_hue: tuple[float, float] = (5.0, 28.0)  # muddy water: orange-brown hues ...
-    brown_max_saturation: float = 120.0  # ... may be more saturated, but not flame-orange
+    max_saturation: int = 69  # grey water, grey-sky reflections (HSV, 0..255, inclusive)
+    brown_hue: tuple[int, int] = (5, 28)  # muddy water: orange-brown hues (0..180) ...
+    brown_max_saturation: int = 119  # ... may be more saturated, but not flame-orange
     min_orientation: float = 0.25
-    vegetation_hue: tuple[float, float] = (28.0, 90.0)  # yellow-green .. green-cyan
-    vegetation_saturation: float = 40.0  # above this, a green hue is grass or leaves, not water
+    vegetation_hue: tuple[int, int] = (29, 89)  # yellow-green .. green-cyan
+    vegetation_min_saturation: int = 41  # a green hue this saturated is grass or leaves, not water
 
 
 def surface_mask(maps: WaterMaps, th: WaterThresholds) -> np.ndarray:
     """Pixels whose texture and colour allow standing water: smooth, grey or muddy brown,
     not vegetation. Necessary, not sufficient (smooth asphalt passes too)."""
-    hue, sat = maps.hue, maps.saturation
-    brown = (hue >= th.brown_hue[0]) & (hue <= th.brown_hue[1]) & (sat < th.brown_max_saturation)
-    green = (hue > th.vegetation_hue[0]) & (hue < th.vegetation_hue[1]) & (sat > th.vegetation_saturation)
-    return maps.valid & (maps.texture < th.max_texture) & ((sat < th.max_saturation) | brown) & ~green
+    lo_v, hi_v = MIN_VALUE + 1, MAX_VALUE - 1
+    grey = cv2.inRange(maps.hsv, (0, 0, lo_v), (180, th.max_saturation, hi_v))
+    brown = cv2.inRange(maps.hsv, (th.brown_hue[0], 0, lo_v), (th.brown_hue[1], th.brown_max_saturation, hi_v))
+    green = cv2.inRange(maps.hsv, (th.vegetation_hue[0], th.vegetation_min_saturation, 0),
+                        (th.vegetation_hue[1], 255, 255))
+    colour = cv2.bitwise_and(cv2.bitwise_or(grey, brown), cv2.bitwise_not(green))
+    return (colour > 0) & (maps.texture < th.max_texture)
 
 
 def water_mask(maps: WaterMaps, th: WaterThresholds) -> np.ndarray:
@@ -106,16 +106,14 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tup
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    keep = np.zeros(count, bool)
-    boxes: list[tuple[int, int, int, int, int]] = []
-    for i in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area >= min_area_px:
-            keep[i] = True
-            boxes.append((area, x, y, w, h))
-    boxes.sort(reverse=True)
-    return keep[labels], [(x, y, w, h) for _, x, y, w, h in boxes]
+    # 16-bit labels suffice at working size (fewer than 65536 components) and are faster.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_16U)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
+    keep[0] = False
+    kept = np.flatnonzero(keep)
+    kept = kept[np.argsort(-stats[kept, cv2.CC_STAT_AREA], kind="stable")]
+    boxes = [tuple(int(v) for v in stats[i, :4]) for i in kept]
+    return keep[labels], boxes
 
 
 class DryReference:
