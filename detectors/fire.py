@@ -15,6 +15,8 @@ ready (``measurements["static_scene"] = 1``) instead of guessing.
 
 from __future__ import annotations
 
+from collections import deque
+
 import cv2
 import numpy as np
 from pydantic import Field
@@ -79,6 +81,7 @@ class FireDetector:
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._last_fire = Finding("fire", False, ready=False)
         self._last_ts: float | None = None
+        self._judged: deque[bool] = deque(maxlen=3)
         self._still_since: float | None = None
 
     def _region(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +116,8 @@ class FireDetector:
             return self._last_fire
         mask = flame_colour_mask(small, self.red_min) & region
         self.flicker.store(ts, mask, luma)
+        if len(self.flicker.times) == 1:  # history restarted (new stream or size)
+            self._judged.clear()
         still = self._track_still(ts)
         ready = self.flicker.span_s >= self.fire.min_history_s and not still
         presence, novelty, shimmer = self.flicker.cell_scores()
@@ -150,7 +155,10 @@ class FireDetector:
             for j in touched:
                 bx, by, bw, bh = (int(v) for v in blob_stats[j][:4])
                 boxes.append((bx / ww, by / hh, bw / ww, bh / hh))
-        active = bool(boxes) and ready
+        # confirm over stored frames (2 of the last 3), so a single judgement repeated by a high
+        # frame rate cannot fill the alert policy's debounce on its own
+        self._judged.append(bool(boxes) and ready)
+        active = sum(self._judged) >= 2 and bool(boxes) and ready
         confidence = min(1.0, 0.5 * best / max(self.novelty_min, 1e-3)) if active else 0.0
         measurements = {
             "area_pct": round(area * 100.0 / region_px, 3),
