@@ -235,3 +235,21 @@ def test_pipeline_records_acks_in_state_store(mqtt_broker, prefix, tmp_path):
     finally:
         recorder.stop()
         store.close()
+
+
+def test_watch_session_records_acks_and_logs_them(mqtt_broker, s3_server, prefix, tmp_path, caplog):
+    from pipeline.runner import WatchSession
+
+    cfg = config_from_dict({
+        "s3": {"url": s3_server.url, "access_key": s3_server.access_key, "secret_key": s3_server.secret_key},
+        "mqtt": {"url": mqtt_broker, "topic_prefix": prefix},
+        "worker": {"name": f"w-{prefix}", "state_dir": str(tmp_path / "state")},
+        "cameras": [{"id": "cam-north", "name": "North Bridge"}],
+    }, env={})
+    caplog.set_level("INFO", logger="pipeline.acks")
+    with WatchSession(cfg) as session:
+        assert session._acks is not None and session._acks.wait_subscribed(5)
+        ack = make_ack("cam-north-fire-20260101T000000000", "Ana", note="crew sent")
+        publish(cfg.mqtt, f"{prefix}/ack/{ack.incident_id}", ack.to_json())
+        assert wait_until(lambda: session.worker.state.acks(ack.incident_id))
+    assert "acknowledged by Ana" in caplog.text and "crew sent" in caplog.text

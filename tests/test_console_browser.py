@@ -51,6 +51,28 @@ def _frame(scene: str, index: int) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(load_scene(scene)[index][1], np.uint8), cv2.IMREAD_COLOR)
 
 
+class ConsoleServer:
+    """The console app served by uvicorn in a thread; ``restart()`` starts a fresh one on the same port."""
+
+    def __init__(self, cfg, port: int) -> None:
+        self.cfg, self.port = cfg, port
+        self.url = f"http://127.0.0.1:{port}/"
+        self._server = self._thread = None
+
+    def start(self) -> "ConsoleServer":
+        app = create_app(self.cfg, client_id=f"console-{self.cfg.mqtt.topic_prefix}")  # same id: same MQTT session
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                     timeout_graceful_shutdown=1))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        assert wait_until(lambda: self._server.started, 10), "console server did not start"
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
 @pytest.fixture
 def console(mqtt_broker, minio_client):
     """A config, the console served by uvicorn on a free port, and an evidence store in moto S3."""
@@ -59,15 +81,9 @@ def console(mqtt_broker, minio_client):
     bucket = f"alerts-{prefix}"
     evidence = EvidenceStore(minio_client, bucket, 3600)
     evidence.ensure_bucket()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, client_id=f"console-{prefix}"), host="127.0.0.1",
-                                           port=port, log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert wait_until(lambda: server.started, 10), "console server did not start"
-    yield cfg, evidence, f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(10)
+    server = ConsoleServer(cfg, free_port()).start()
+    yield cfg, evidence, server
+    server.stop()
     for cam in CAMERAS:  # leave no retained status behind on a shared broker
         publish(cfg.mqtt, f"{prefix}/cameras/{cam['id']}/status", b"", retain=True)
 
@@ -94,7 +110,8 @@ def _status(cfg, camera_id, state, silent_s, fps):
 
 
 def test_alert_appears_with_snapshot_and_ack_reaches_mqtt(console, tmp_path):
-    cfg, evidence, url = console
+    cfg, evidence, server = console
+    url = server.url
     prefix = cfg.mqtt.topic_prefix
     acks: list[tuple[str, bytes]] = []
     with Subscriber(cfg.mqtt, f"ackwatch-{prefix}", [f"{prefix}/ack/#"], lambda t, p, r: acks.append((t, p))) as watcher, \
@@ -164,5 +181,19 @@ def test_alert_appears_with_snapshot_and_ack_reaches_mqtt(console, tmp_path):
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         if os.environ.get("CITYWATCH_CONSOLE_SCREENSHOT"):
             shutil.copy(shot, os.environ["CITYWATCH_CONSOLE_SCREENSHOT"])
+
+        # the console server restarts; meanwhile a new alert is published: the broker keeps it in the
+        # console's persistent session, and the page reconnects by itself and shows it
+        server.stop()
+        page.wait_for_selector("#link-status.bad", timeout=10_000)
+        smoke_id, topic, smoke = _alert(cfg, evidence, "cam-depot", "smoke", "fire", 50, (0.0, 0.0, 0.4, 0.5),
+                                        severity="moderate", started_ago=20, measurements={"area_pct": 12.0})
+        publish(cfg.mqtt, topic, smoke)
+        server.start()
+        page.wait_for_selector(f'[data-incident="{smoke_id}"]', timeout=20_000)
+        page.wait_for_selector("#link-status.ok", timeout=10_000)
+        page.wait_for_selector(".cam-dot.offline", timeout=5_000)  # retained statuses fetched again
+        assert page.locator(".cam-dot.online").count() == 2 and page.locator(".cam-dot.unknown").count() == 0
+        assert not errors, errors
         browser.close()
     assert jam_id

@@ -17,6 +17,8 @@ import paho.mqtt.client as paho
 from pipeline.acks import AckMessage, ack_topic
 from pipeline.config import MqttSettings
 from pipeline.console.board import IncidentBoard
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
 from pipeline.mqtt import Subscriber, make_client, reason_text, safe_url
 
 __all__ = ["PageHub", "PageFeed", "ConsoleSubscriber", "AckSender", "AckNotSent", "console_filters"]
@@ -83,6 +85,7 @@ class ConsoleSubscriber(Subscriber):
     def __init__(self, mqtt: MqttSettings, client_id: str, board: IncidentBoard, hub: PageHub) -> None:
         self.board, self.hub = board, hub
         self.connected = False
+        self._fresh = True  # nothing received yet in this process
         super().__init__(mqtt, client_id, console_filters(mqtt.topic_prefix), self._route,
                          clean_start=False, session_expiry_s=86_400, reconnect_min_s=0.5, reconnect_max_s=5.0)
 
@@ -99,7 +102,12 @@ class ConsoleSubscriber(Subscriber):
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         super()._on_connect(client, userdata, flags, reason_code, properties)
         self._set_connected(not reason_code.is_failure)
+        if not reason_code.is_failure and flags.session_present and self._fresh:
+            # A restarted console finds its session (queued alerts arrive), but the broker only sends
+            # retained camera statuses on SUBSCRIBE: subscribe again to fill the fresh board.
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
         if not reason_code.is_failure:
+            self._fresh = False
             log.info("console connected to %s (session present: %s)", safe_url(self.mqtt), flags.session_present)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
