@@ -1,22 +1,23 @@
 """Traffic congestion: occupancy and speed in the road region, graded by level of service.
 
-Per frame the detector measures, on a ~320 px wide grey copy:
+Per frame, on a ~320 px wide grey copy, compared with the newest kept frame at least
+``compare_after_s`` (0.5 s) older - so the measures mean the same from 1 to 30 frames/s:
 
-* **road zone** - where traffic is. Lanes are learned from motion: every pixel that changed
-  between two frames ~0.5 s apart joins the zone and stays for ``zone_memory_s`` (10 min), so a
-  queue that stops does not drop out of the zone. Until enough motion was seen (and for stills)
-  the zone is the smooth low-saturation surface of the frame (asphalt) with the holes the
-  vehicles punch in it closed.
-* **occupancy** - share of the zone covered by vehicle texture (edges or strong contrast against
-  the smooth road surface). This is single-frame evidence, so stopped vehicles never fade into a
-  background model and stills can be judged.
-* **moving share** - share of the occupied zone that changed since the comparison frame; the
-  comparison frame is the newest one at least ``compare_after_s`` old, which makes the measure
-  the same at 1 and at 30 frames/s. ``speed`` is the median optical flow (DIS) of the moving
-  pixels in frame widths per second.
+* **road zone** - lanes learned from motion: cells that changed join the zone and stay for
+  ``zone_memory_s`` (10 min), so a queue that stops stays in it. Until enough motion was seen (and
+  for stills) the zone is the smooth grey surface (asphalt) with the holes vehicles punch in it
+  closed. Green vegetation never counts.
+* **occupancy** - share of the zone covered by vehicle texture (local contrast). Single-frame
+  evidence: stopped vehicles never fade into a background model, and stills can be judged.
+* **motion** - the most contrasted changed spots are tracked with pyramidal Lucas-Kanade and a
+  forward-backward check. ``fast_pct`` is the share moving faster than ``slow_speed`` frame
+  widths/s (lost tracks count as fast: at 1-2 frames/s free-flowing cars jump further than LK can
+  follow, crawling ones track well); ``speed`` is their median in frame widths per second.
 
-Jammed traffic is high occupancy with little movement. Grades follow the level-of-service (LOS)
-idea: density grades A-E, and F is breakdown (dense and stalled); see `level_of_service`.
+Jammed (LOS F, level heavy, active) = dense and stalled, on something that looks like a road with
+vehicles: neighbouring moving spots move alike (rigidity; flames and leaves do not) and some bare
+road shows between the vehicles (foliage, smoke and neon at night do not). A frame where a
+quarter of the region changed but little moved far is camera shake: not judged (ready=False).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from detectors.congestion_features import (
 )
 
 LEVELS = ("free", "free", "free", "medium", "medium", "heavy")  # by LOS A..F
+FREE_FLOW = 0.85  # share of moving spots above the crawl speed that counts as free-flow speed
 
 
 class CongestionSettings(DetectorSettings):
@@ -73,6 +75,10 @@ class CongestionSettings(DetectorSettings):
         25.0, gt=0, le=100,
         description="A frame where more of the region changed (%) than this since the comparison "
                     "frame shows camera motion or a light jump and is not judged")
+    structure_learn_s: float = Field(
+        10.0, gt=0,
+        description="Time constant (s) for learning the static texture of the road (markings, "
+                    "kerbs, parked cars) from free-flowing frames; it is not counted as vehicles")
     compare_after_s: float = Field(
         0.5, gt=0, le=10, description="Compare each frame with one at least this old (s)")
     zone_memory_s: float = Field(
@@ -94,7 +100,7 @@ class CongestionSettings(DetectorSettings):
 
 
 def level_of_service(occupancy: float, fast: float, heavy: float, medium: float,
-                     stalled: float, free_flow: float = 0.85) -> int:
+                     stalled: float, free_flow: float = FREE_FLOW) -> int:
     """LOS as 0=A .. 5=F from occupancy and ``fast``, the share of moving spots that move faster
     than a crawl (a stand-in for speed as a share of free-flow speed).
 
@@ -129,8 +135,21 @@ class CongestionDetector:
         self._rigidity = None
         self._mask = region_mask(self.settings.regions, *shape) > 0
         self._region_px = max(1, int(self._mask.sum()))
+        self._structure = np.zeros(shape, np.float32)  # running share of time textured at free flow
+        self._structure_ts: float | None = None
         coarse_shape = (max(1, shape[0] // 4), max(1, shape[1] // 4))
         self._motion_seen = np.full(coarse_shape, -np.inf, np.float64)  # last motion ts per cell
+
+    def _structure_mask(self) -> np.ndarray:
+        """Pixels textured most of the time while traffic flowed freely: markings, kerbs, parked
+        cars. Never learned from congested frames, so a stopped queue does not join it."""
+        return self._structure > 0.5
+
+    def _learn_structure(self, texture: np.ndarray, ts: float) -> None:
+        dt = ts - self._structure_ts if self._structure_ts is not None else 0.5
+        self._structure_ts = ts
+        alpha = 1.0 - math.exp(-min(max(dt, 0.0), 5.0) / self.settings.structure_learn_s)
+        cv2.accumulateWeighted(texture.view(np.uint8), self._structure, alpha)
 
     def _update_rigidity(self, rigid: float | None, ts: float) -> float:
         """Running (~30 s) mean of the moving spots' rigidity; 1 until measured."""
@@ -144,8 +163,8 @@ class CongestionDetector:
         return 1.0 if self._rigidity is None else self._rigidity
 
     def _reference(self, ts: float) -> tuple[float, np.ndarray, np.ndarray] | None:
-        """The newest kept frame at least ``compare_after_s`` old, else the oldest kept."""
-        best = self._history[0] if self._history else None
+        """The newest kept frame at least ``compare_after_s`` old (None while there is none)."""
+        best = None
         for item in self._history:
             if ts - item[0] >= self.settings.compare_after_s:
                 best = item
@@ -190,7 +209,7 @@ class CongestionDetector:
         ref = self._reference(ts)
         contrast = local_contrast(grey)
         self._remember(ts, grey, contrast)
-        if ref is None:  # nothing to compare with yet: cannot tell moving from stopped
+        if ref is None:  # nothing old enough to compare with: cannot tell moving from stopped
             return [Finding("congestion", False, ready=False)]
         ref_ts, ref_grey, ref_contrast = ref
         changed = changed_mask(grey, ref_grey, s.change_level) & self._mask
@@ -214,13 +233,16 @@ class CongestionDetector:
                 "zone_from_motion": from_motion}
         if zone_px < s.min_zone_pct / 100 * self._region_px:  # no road in view
             return [Finding("congestion", False, 0.0, meas, level="free")]
-        occupied = vehicle_texture(contrast, s.edge_level) & zone
+        texture = vehicle_texture(contrast, s.edge_level)
+        occupied = texture & zone & ~self._structure_mask()
         occupancy = count(occupied) / zone_px
         surface = count(asphalt & zone) / zone_px
         los = level_of_service(occupancy, motion.fast, heavy, medium, stalled)
         if los == 5 and (rigid < s.min_rigidity or surface < s.min_road_surface_pct / 100):
             los = 4  # dense and slow, but not like vehicles on a road (flames, foliage, smoke)
         active = los == 5
+        if los <= 2 and motion.fast >= FREE_FLOW and motion.spots >= 8:
+            self._learn_structure(texture, ts)  # free flow: what stays textured is the road's
         meas.update(occupancy_pct=round(100 * occupancy, 2), los=float(los),
                     road_surface_pct=round(100 * surface, 2),
                     vehicles_est=float(count_vehicles(occupied)))

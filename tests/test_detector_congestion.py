@@ -116,6 +116,16 @@ def test_stopped_queue_stays_heavy_for_a_minute():
     assert stopped[-1].measurements["occupancy_pct"] >= stopped[0].measurements["occupancy_pct"] * 0.9
 
 
+def test_road_texture_learned_at_free_flow_is_not_occupancy_but_a_later_queue_is():
+    det = CongestionDetector()
+    free = run(det, Road(1, 0.45), 30)
+    first, last = free[1][1].measurements["occupancy_pct"], free[-1][1].measurements["occupancy_pct"]
+    assert last < first * 0.7  # the dashed markings and the verge edge became road texture
+    jam = Road(12, 0.01)  # same seed: same road, now packed and crawling
+    later = [det.detect(jam.frame(t / 2), 1100.0 + t / 2)[0] for t in range(60)]
+    assert all(f.active for f in later[6:])
+
+
 @pytest.mark.parametrize("size", [(320, 240), (1280, 720), (1920, 1080)])
 def test_frame_sizes(size):
     w, h = size
