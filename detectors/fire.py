@@ -80,7 +80,7 @@ class FireDetector:
         self.haze = SmokeHaze(cell=CELL // 2, sensitivity=self.smoke.sensitivity)
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._last_fire = Finding("fire", False, ready=False)
-        self._last_ts: float | None = None
+        self._areas: deque[tuple[float, float]] = deque()  # (ts, burning area %) for growth
         self._judged: deque[bool] = deque(maxlen=3)
         self._still_since: float | None = None
 
@@ -104,7 +104,6 @@ class FireDetector:
         fire_region, smoke_region = self._region(h, w)
         fire = self._detect_fire(small, luma, fire_region, ts)
         smoke = self._detect_smoke(small, luma, smoke_region, ts)
-        self._last_ts = ts
         return [fire, smoke]
 
     # --- fire -------------------------------------------------------------------------------
@@ -123,45 +122,17 @@ class FireDetector:
         presence, novelty, shimmer = self.flicker.cell_scores()
         burning = (presence >= self.presence_min) & (novelty >= self.novelty_min) \
             & (shimmer >= self.shimmer_min)
-        rows, cols = self.flicker.grid
-        grid = burning.reshape(rows, cols).astype(np.uint8)
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
         region_px = max(int(region.sum()), 1)
-        hh, ww = mask.shape
-        boxes, area, best = [], 0, 0.0
-        if count > 1:
-            blobs, blob_labels, blob_stats, _ = cv2.connectedComponentsWithStats(
-                mask.view(np.uint8), connectivity=8)
-            cut = blob_labels[: rows * CELL, : cols * CELL]
-            cell_labels = cv2.resize(labels.astype(np.uint16), (cols * CELL, rows * CELL),
-                                     interpolation=cv2.INTER_NEAREST)
-        for i in range(1, count):
-            x, y, cw, ch = (int(v) for v in stats[i][:4])
-            idx = (labels == i).ravel()
-            touched = np.unique(cut[cell_labels == i])
-            touched = touched[touched > 0]
-            px = int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
-            lut = np.zeros(blobs, bool)
-            lut[touched] = True
-            flame = lut[blob_labels]
-            if px * 100.0 / region_px < self.fire.min_area_pct or not self._glows(luma, flame):
-                continue
-            pad = (max(x - 1, 0) * CELL, max(y - 1, 0) * CELL, (cw + 2) * CELL, (ch + 2) * CELL)
-            aligned, raw = self.flicker.rigidity(pad)
-            if aligned >= 0.3 and aligned - raw >= self.rigid_gain:
-                continue  # a moving object (bus, kayak, a panning camera): it translates, not flickers
-            best = max(best, float(np.mean(novelty[idx]) * np.mean(presence[idx])))
-            area += px
-            for j in touched:
-                bx, by, bw, bh = (int(v) for v in blob_stats[j][:4])
-                boxes.append((bx / ww, by / hh, bw / ww, bh / hh))
+        boxes, area, strength = self._burning_sites(mask, luma, burning, presence, novelty, region_px)
         # confirm over stored frames (2 of the last 3), so a single judgement repeated by a high
         # frame rate cannot fill the alert policy's debounce on its own
         self._judged.append(bool(boxes) and ready)
         active = sum(self._judged) >= 2 and bool(boxes) and ready
-        confidence = min(1.0, 0.5 * best / max(self.novelty_min, 1e-3)) if active else 0.0
+        confidence = min(1.0, 0.5 * strength / max(self.novelty_min, 1e-3)) if active else 0.0
+        area_pct = area * 100.0 / region_px
         measurements = {
-            "area_pct": round(area * 100.0 / region_px, 3),
+            "area_pct": round(area_pct, 3),
+            "growth": round(self._growth(ts, area_pct), 3),
             "candidate_pct": round(float(mask.sum()) * 100.0 / region_px, 3),
             "flicker": round(float(novelty[burning].mean()) if burning.any() else 0.0, 3),
             "static_scene": 1.0 if still else 0.0,
@@ -169,6 +140,63 @@ class FireDetector:
         self._last_fire = Finding("fire", active, round(confidence, 3), measurements,
                                   tuple(boxes) if active else (), None, ready)
         return self._last_fire
+
+    def _burning_sites(self, mask: np.ndarray, luma: np.ndarray, burning: np.ndarray,
+                       presence: np.ndarray, novelty: np.ndarray, region_px: int
+                       ) -> tuple[list[tuple[float, float, float, float]], int, float]:
+        """Flame blobs touching clusters of burning cells that are big enough, glow and do not
+        move rigidly: their normalized boxes, total pixels and the best cluster strength."""
+        rows, cols = self.flicker.grid
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            burning.reshape(rows, cols).astype(np.uint8), connectivity=8)
+        if count <= 1:
+            return [], 0, 0.0
+        blobs, blob_labels, blob_stats, _ = cv2.connectedComponentsWithStats(
+            mask.view(np.uint8), connectivity=8)
+        cut = blob_labels[: rows * CELL, : cols * CELL]
+        cell_labels = cv2.resize(labels.astype(np.uint16), (cols * CELL, rows * CELL),
+                                 interpolation=cv2.INTER_NEAREST)
+        hh, ww = mask.shape
+        boxes, area, best = [], 0, 0.0
+        counted = np.zeros(blobs, bool)
+        for i in range(1, count):
+            touched = np.unique(cut[cell_labels == i])
+            touched = touched[(touched > 0) & ~counted[touched]]
+            px = int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
+            lut = np.zeros(blobs, bool)
+            lut[touched] = True
+            if px * 100.0 / region_px < self.fire.min_area_pct or not self._glows(luma, lut[blob_labels]):
+                continue
+            x, y, cw, ch = (int(v) for v in stats[i][:4])
+            aligned, raw = self.flicker.rigidity(
+                (max(x - 1, 0) * CELL, max(y - 1, 0) * CELL, (cw + 2) * CELL, (ch + 2) * CELL))
+            if aligned >= 0.3 and aligned - raw >= self.rigid_gain:
+                continue  # a moving object (bus, kayak, a panning camera): it translates, not flickers
+            counted[touched] = True
+            idx = (labels == i).ravel()
+            best = max(best, float(np.mean(novelty[idx]) * np.mean(presence[idx])))
+            area += px
+            for j in touched:
+                bx, by, bw, bh = (int(v) for v in blob_stats[j][:4])
+                boxes.append((bx / ww, by / hh, bw / ww, bh / hh))
+        return boxes, area, best
+
+    def _growth(self, ts: float, area_pct: float) -> float:
+        """Relative change of the burning area per minute: least-squares slope over the last
+        minute of frames with a burning area, divided by their mean area."""
+        if self._areas and ts < self._areas[-1][0]:
+            self._areas.clear()
+        if area_pct > 0:
+            self._areas.append((ts, area_pct))
+        while self._areas and ts - self._areas[0][0] > 60.0:
+            self._areas.popleft()
+        if len(self._areas) < 4:
+            return 0.0
+        t, a = np.array(self._areas).T
+        if t[-1] - t[0] < 2.0:
+            return 0.0
+        slope = np.polyfit(t - t[0], a, 1)[0]
+        return float(slope * 60.0 / a.mean())
 
     def _glows(self, luma: np.ndarray, flame: np.ndarray) -> bool:
         """Flames emit light: their pixels are brighter than their surroundings (a ring of 5 px)."""

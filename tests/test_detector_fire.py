@@ -79,6 +79,17 @@ def test_flame_finding_carries_measurements_and_boxes():
     assert 0.3 < x + bw / 2 < 0.7 and 0.4 < y + bh / 2 < 0.8  # around the flame at (0.5, 0.6)
 
 
+def test_growing_flame_reports_growth():
+    rng, bg = np.random.default_rng(2), background(240, 320)
+    detector, growth = FireDetector(), []
+    for i in range(30):  # 15 s at 2 frames/s, flame size more than doubling
+        fire, _ = detector.detect(flame_frame(bg, rng, 0.5, 0.8, 0.06 + 0.005 * i), i * 0.5)
+        if fire.active:
+            growth.append(fire.measurements["growth"])
+            assert fire.measurements["area_pct"] <= fire.measurements["candidate_pct"]
+    assert len(growth) >= 10 and np.median(growth[-8:]) > 0.5
+
+
 def static_logo(h, w, n):
     img = background(h, w)
     cv2.rectangle(img, (int(0.7 * w), int(0.05 * h)), (int(0.95 * w), int(0.2 * h)), ORANGE, -1)
