@@ -122,12 +122,13 @@ class DryReference:
     A mean would be inflated by every car that drives through; the median is the road itself.
     Warm-up: the median of ``WARMUP`` frames spaced over ``span_s / 30``. After that, an
     approximate running median (each sample nudges the reference one step toward it), sampled
-    at most every 0.5 s so that 1 and 30 frames/s behave alike; a lasting change is absorbed
-    within about ``span_s``.
+    at most every 0.5 s so that 1 and 30 frames/s behave alike; a lasting change (a factor e in
+    texture) is absorbed in about ``span_s``.
     """
 
     WARMUP = 7
     MIN_INTERVAL_S = 0.5
+    TEXTURE_FLOOR = 0.05  # keeps the log finite on perfectly flat pixels
 
     def __init__(self, span_s: float) -> None:
         self.span_s = span_s
@@ -146,7 +147,7 @@ class DryReference:
     def texture(self) -> np.ndarray:
         """The reference texture map (same units as ``WaterMaps.texture``)."""
         if self._texture is None:
-            self._texture = np.exp(self._log_texture)
+            self._texture = np.exp(self._log_texture) - self.TEXTURE_FLOOR
         return self._texture
 
     @property
@@ -162,7 +163,7 @@ class DryReference:
         self._last_ts = ts
         self.samples += 1
         self._texture = None
-        log_texture = np.log(texture + 0.05)
+        log_texture = np.log(texture + self.TEXTURE_FLOOR)
         if not self.mature:
             self._warmup.append((log_texture, orientation.copy()))
             if len(self._warmup) == self.WARMUP:
@@ -170,7 +171,7 @@ class DryReference:
                 self._orientation = np.median(np.stack([w[1] for w in self._warmup]), axis=0)
                 self._warmup = []
             return
-        step = max(0.02, min(0.2, 6.0 * self.MIN_INTERVAL_S / self.span_s))
+        step = self.MIN_INTERVAL_S / self.span_s  # a change of 1 (log texture) takes ~span_s
         self._log_texture += step * np.sign(log_texture - self._log_texture)
         self._orientation += step * np.sign(orientation - self._orientation)
 
