@@ -94,6 +94,10 @@ def test_board_groups_start_updates_end_under_one_id_newest_first(prefix):
     assert inc["camera_name"] == "North Bridge" and inc["district"] == "Phu Cuong"
     assert inc["measurements"] == {"burning_area_pct": 7.5}
     assert board.handle(f"{prefix}/alerts/fire/cam-north", b"not json") is None and board.rejected == 1
+    evil = json.loads(later)
+    evil.update(incident_id="cam-south-flood-x", evidence={"url": "javascript:alert(1)"})
+    assert "snapshot_url" not in board.handle(later_topic, json.dumps(evil).encode())["incident"]
+    assert board.handle("other/alerts/fire/cam-north", start) is None  # not our prefix
 
 
 def test_board_camera_status_and_unknown_camera(prefix):

@@ -45,9 +45,10 @@ class IncidentBoard:
     # -- feeding ------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
         """Route one MQTT message; returns the delta to push, or None if nothing changed."""
-        parts = topic.split("/")
-        rest = topic[len(self.prefix) + 1:].split("/") if topic.startswith(self.prefix + "/") else parts
-        kind = rest[0] if rest else ""
+        if not topic.startswith(self.prefix + "/"):
+            return None
+        rest = topic[len(self.prefix) + 1:].split("/")
+        kind = rest[0]
         if kind == "alerts" and len(rest) == 3:
             return self.add_alert(payload)
         if kind == "cameras" and len(rest) == 3 and rest[2] == "status":
@@ -95,8 +96,9 @@ class IncidentBoard:
             worst = max(SEVERITY_RANK.get(m["severity"], 0) for m in inc["messages"])
             inc["peak_severity"] = next((k for k, v in SEVERITY_RANK.items() if v == worst), None)
             evidence = doc.get("evidence") or {}
-            if evidence.get("url") and seq >= inc.get("snapshot_seq", 0):
-                inc["snapshot_url"], inc["snapshot_seq"] = evidence["url"], seq
+            url = evidence.get("url") if isinstance(evidence, dict) else None
+            if isinstance(url, str) and url.startswith(("http://", "https://")) and seq >= inc.get("snapshot_seq", 0):
+                inc["snapshot_url"], inc["snapshot_seq"] = url, seq
                 inc["snapshot_expires_at"] = evidence.get("expires_at")
             return {"kind": "incident", "incident": _copy(inc)}
 

@@ -149,6 +149,7 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
 
         async def stream():
             try:
+                yield "retry: 2000\n\n"  # the page's EventSource reconnects 2 s after losing us
                 yield _sse(state())
                 while True:
                     if feed.overflowed:
