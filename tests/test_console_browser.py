@@ -54,13 +54,14 @@ def _frame(scene: str, index: int) -> np.ndarray:
 class ConsoleServer:
     """The console app served by uvicorn in a thread; ``restart()`` starts a fresh one on the same port."""
 
-    def __init__(self, cfg, port: int) -> None:
-        self.cfg, self.port = cfg, port
+    def __init__(self, cfg, port: int, tile_url: str | None = None) -> None:
+        self.cfg, self.port, self.tile_url = cfg, port, tile_url
         self.url = f"http://127.0.0.1:{port}/"
         self._server = self._thread = None
 
     def start(self) -> "ConsoleServer":
-        app = create_app(self.cfg, client_id=f"console-{self.cfg.mqtt.topic_prefix}")  # same id: same MQTT session
+        app = create_app(self.cfg, client_id=f"console-{self.cfg.mqtt.topic_prefix}",  # same id: same MQTT session
+                         tile_url=self.tile_url)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                      timeout_graceful_shutdown=1))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -197,3 +198,45 @@ def test_alert_appears_with_snapshot_and_ack_reaches_mqtt(console, tmp_path):
         assert not errors, errors
         browser.close()
     assert jam_id
+
+
+def test_map_draws_tiles_from_the_tile_url(mqtt_broker):
+    """With a tile URL the map loads Web Mercator tiles around the cameras (a local tile server here)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ok, tile = cv2.imencode(".png", np.full((256, 256, 3), (60, 50, 40), np.uint8))
+    requested: list[str] = []
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            requested.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(tile.tobytes())
+
+        def log_message(self, *args):
+            pass
+
+    tiles = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    threading.Thread(target=tiles.serve_forever, daemon=True).start()
+    cfg = config_from_dict({"mqtt": {"url": mqtt_broker, "topic_prefix": f"cwtiles{uuid.uuid4().hex[:8]}"},
+                            "cameras": CAMERAS}, env={})
+    server = ConsoleServer(cfg, free_port(), tile_url=f"http://127.0.0.1:{tiles.server_port}/{{z}}/{{x}}/{{y}}.png").start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(server.url)
+            page.wait_for_selector("#map image.tile", state="attached", timeout=10_000)
+            assert wait_until(lambda: requested)
+            z, x, y = (int(v) for v in requested[0].removesuffix(".png").strip("/").split("/"))
+            # the cameras (lat ~10.98, lon ~106.65) span a few km: zoom 12-15 tiles around them
+            assert 12 <= z <= 15
+            n = 2 ** z
+            assert abs(x - int((106.66 + 180) / 360 * n)) <= 2
+            assert page.locator(".cam-dot").count() == len(CAMERAS)
+            browser.close()
+    finally:
+        server.stop()
+        tiles.shutdown()
