@@ -257,3 +257,15 @@ def test_watch_session_records_acks_and_logs_them(mqtt_broker, s3_server, prefix
         publish(cfg.mqtt, f"{prefix}/ack/{ack.incident_id}", ack.to_json())
         assert wait_until(lambda: session.worker.state.acks(ack.incident_id))
     assert "acknowledged by Ana" in caplog.text and "crew sent" in caplog.text
+
+
+def test_cli_refuses_public_bind_without_token_and_bad_tile_url(monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    monkeypatch.delenv("CITYWATCH_CONSOLE_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["console", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "without an access token" in result.output
+    result = CliRunner().invoke(app, ["console", "--tile-url", "javascript:alert(1)"])
+    assert result.exit_code == 2 and "--tile-url" in result.output
