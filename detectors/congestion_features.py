@@ -7,6 +7,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+
 class MotionSample(NamedTuple):
     """What tracking the changed spots between two frames found."""
 
