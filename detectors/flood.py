@@ -80,7 +80,8 @@ class FloodDetector:
         self.pixel_rule = WaterThresholds(max_texture=3.0 * (0.8 + 0.4 * s))
         self._shape: tuple[int, int] | None = None
         self._region = np.zeros((0, 0), bool)
-        self._context = np.zeros((0, 0), bool)
+        self._region_px = 0
+        self._context = np.zeros((0, 0), np.uint8)
         self._reset_scene()
 
     def _reset_scene(self) -> None:
@@ -100,7 +101,8 @@ class FloodDetector:
         if not regions:
             mask[: int(round(height * self.settings.road_top))] = False
         context = ~mask
-        self._context = context if context.mean() >= 0.15 else np.ones_like(mask)
+        context = context if context.mean() >= 0.15 else np.ones_like(mask)
+        self._context = context.astype(np.uint8) * 255
         # Work only on the rows holding the region (plus the filter margin): the sky is skipped.
         rows = np.flatnonzero(mask.any(axis=1))
         pad = ORIENTATION_WINDOW // 2 + 1
@@ -109,12 +111,13 @@ class FloodDetector:
             top, bottom = max(0, int(rows[0]) - pad), min(height, int(rows[-1]) + 1 + pad)
         self._rows = (top, bottom)
         self._region = mask[top:bottom]
+        self._region_px = np.count_nonzero(self._region)
         self._reset_scene()
 
     def _scene_changed(self, gray: np.ndarray) -> bool:
         """True once the view outside the road differed from the reference for a few frames."""
-        brightness = float(gray[self._context].mean())
-        thumb = thumbnail(np.where(self._context, gray, np.uint8(brightness)))
+        brightness = cv2.mean(gray, mask=self._context)[0]
+        thumb = thumbnail(np.where(self._context > 0, gray, np.uint8(brightness)))
         if self._scene_thumb is None:
             self._scene_thumb, self._scene_brightness = thumb, brightness
             return False
@@ -146,8 +149,8 @@ class FloodDetector:
         maps = water_maps(small[top:bottom], gray[top:bottom])
 
         usable = self._region & maps.valid
-        usable_px = int(usable.sum())
-        if usable_px < 0.25 * max(int(self._region.sum()), 1):
+        usable_px = np.count_nonzero(usable)
+        if usable_px < 0.25 * max(self._region_px, 1):
             measurements = dict.fromkeys(
                 ("flooded_pct", "flooded_pct_smoothed", "water_level_index", "reference_frames"), 0.0)
             return [Finding("flood", False, 0.0, measurements, ready=False)]
@@ -163,7 +166,7 @@ class FloodDetector:
             candidate = water_mask(maps, self.pixel_rule) & usable
         water, boxes = clean_mask(candidate, min_area_px=max(4, int(0.005 * usable_px)))
         water &= usable
-        flooded = float(water.sum()) / usable_px
+        flooded = np.count_nonzero(water) / usable_px
 
         self._score = self._smooth(flooded, ts)
         if self.active:
