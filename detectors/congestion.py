@@ -125,6 +125,7 @@ class CongestionDetector:
         self.settings = settings or CongestionSettings()
         self._shape: tuple[int, int] | None = None
         self._history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()  # ts, grey, contrast
+        self._last_ts: float | None = None
         self._rigidity: float | None = None
         self._rigidity_ts = 0.0
 
@@ -132,6 +133,7 @@ class CongestionDetector:
         """Start over at a new working size (first frame, or the camera changed resolution)."""
         self._shape = shape
         self._history.clear()
+        self._last_ts = None
         self._rigidity = None
         self._mask = region_mask(self.settings.regions, *shape) > 0
         self._region_px = max(1, int(self._mask.sum()))
@@ -171,6 +173,9 @@ class CongestionDetector:
         return best
 
     def _remember(self, ts: float, grey: np.ndarray, contrast: np.ndarray) -> None:
+        self._last_ts = ts
+        if self._history and ts - self._history[-1][0] < self.settings.compare_after_s / 4:
+            return  # at high frame rates keep ~4 frames per comparison interval, not all
         self._history.append((ts, grey, contrast))
         keep_after = ts - self.settings.compare_after_s
         while len(self._history) > 2 and self._history[1][0] <= keep_after:
@@ -204,8 +209,8 @@ class CongestionDetector:
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         if self._shape != (h, w):
             self._reset((h, w))
-        if self._history and ts <= self._history[-1][0]:
-            raise ValueError(f"frame time {ts} is not after the previous one {self._history[-1][0]}")
+        if self._last_ts is not None and ts <= self._last_ts:
+            raise ValueError(f"frame time {ts} is not after the previous one {self._last_ts}")
         ref = self._reference(ts)
         contrast = local_contrast(grey)
         self._remember(ts, grey, contrast)
