@@ -111,7 +111,7 @@ class FloodDetector:
             top, bottom = max(0, int(rows[0]) - pad), min(height, int(rows[-1]) + 1 + pad)
         self._rows = (top, bottom)
         self._region = mask[top:bottom]
-        self._region_px = np.count_nonzero(self._region)
+        self._region_px = int(np.count_nonzero(self._region))
         self._reset_scene()
 
     def _scene_changed(self, gray: np.ndarray) -> bool:
@@ -149,7 +149,7 @@ class FloodDetector:
         maps = water_maps(small[top:bottom], gray[top:bottom])
 
         usable = self._region & maps.valid
-        usable_px = np.count_nonzero(usable)
+        usable_px = int(np.count_nonzero(usable))
         if usable_px < 0.25 * max(self._region_px, 1):
             measurements = dict.fromkeys(
                 ("flooded_pct", "flooded_pct_smoothed", "water_level_index", "reference_frames"), 0.0)
@@ -166,13 +166,10 @@ class FloodDetector:
             candidate = water_mask(maps, self.pixel_rule) & usable
         water, boxes = clean_mask(candidate, min_area_px=max(4, int(0.005 * usable_px)))
         water &= usable
-        flooded = np.count_nonzero(water) / usable_px
+        flooded = float(np.count_nonzero(water)) / usable_px
 
         self._score = self._smooth(flooded, ts)
-        if self.active:
-            self.active = self._score >= RELEASE * self.threshold
-        else:
-            self.active = self._score >= self.threshold
+        self.active = bool(self._score >= (RELEASE if self.active else 1.0) * self.threshold)
         if not self.active and flooded < 0.5 * self.threshold:
             self._update_reference(maps.texture, maps.orientation, ts)
 

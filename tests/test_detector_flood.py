@@ -142,6 +142,7 @@ def test_road_progressively_flooded_becomes_active(fps, size):
     first = next(t for (t, _), f in zip(frames, findings) if f.active)
     assert 16 < first < 28
     last = findings[-1]
+    assert type(last.active) is bool and all(type(v) is float for v in last.measurements.values())
     assert last.measurements["flooded_pct"] > 30
     assert last.measurements["water_level_index"] > 0.5
     assert 0.5 < last.confidence <= 1.0
