@@ -30,6 +30,16 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names each bad field by its path."""
 
 
+def _check_port(parts) -> None:
+    """A URL's port, if given, must be a number 1-65535 (the message never echoes the URL)."""
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+
+
 class S3Settings(_Strict):
     """Object store (MinIO in production) holding frames and alert snapshots."""
 
@@ -48,6 +58,7 @@ class S3Settings(_Strict):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must look like http://host:port, got {url!r}")
+        _check_port(parts)
         return url.rstrip("/")
 
     @property
@@ -81,6 +92,7 @@ class MqttSettings(_Strict):
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("must look like mqtt://[user:pass@]host[:port] or mqtts://...")
+        _check_port(parts)
         return url
 
     @field_validator("topic_prefix")

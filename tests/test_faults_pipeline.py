@@ -7,8 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pytest
 from pipeline.embedded import EmbeddedS3, free_port
 from pipeline.mqtt import Subscriber
 from pipeline.runner import WatchSession, build_worker
-from tests.faults_support import (Inbox, frame_store, incidents_consistent, put_scene, read_counters,
+from tests.faults_support import (ROOT, Inbox, frame_store, incidents_consistent, put_scene, read_counters,
                                   start_worker_process, write_config)
 
 pytestmark = pytest.mark.slow
@@ -230,3 +233,74 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
     assert unavailable, "the outage was not logged clearly"
     assert 1 <= during <= 6, f"{during} cycles in 6 s of outage: a crash loop"
     assert any(c.errors for c in cycles) and not cycles[-1].errors
+
+
+def _start_prefect_server(home: Path, port: int, log_path: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           "PREFECT_LOGGING_TO_API_ENABLED": "true"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host",
+                               "127.0.0.1", "--port", str(port), "--no-services", "--no-ui"],
+                              env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 150
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                return server, env
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                os.killpg(server.pid, signal.SIGKILL)
+                pytest.fail(f"prefect server did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+
+
+def test_prefect_server_killed_mid_run_the_run_ends_in_bounded_time_and_alerts_are_delivered(
+        s3_server, mosquitto_factory, tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    broker = mosquitto_factory()
+    config_path, config = write_config(tmp_path, s3_url=s3_server.url, mqtt_url=broker.url, prefix=f"cwpf-{tag}",
+                                       cameras=["cam-fire", "cam-flood"], bucket=f"pf-{tag}",
+                                       worker_name=f"pf-{tag}", worker={"max_frames_per_batch": 6})
+    total = sum(map(len, _upload(config, {"cam-fire": "fire", "cam-flood": "flood"}, time.time() - 900).values()))
+    state_db = Path(config.worker.state_dir) / "state.db"
+    server, env = _start_prefect_server(tmp_path / "prefect-home", free_port(), tmp_path / "server.log")
+    inbox = Inbox()
+    sub = Subscriber(config.mqtt, f"sub-{tag}", [f"{config.mqtt.topic_prefix}/alerts/#"], inbox).start()
+    try:
+        assert sub.wait_subscribed(10)
+        stderr_path = tmp_path / "watch.err"
+        run = subprocess.Popen([str(Path(sys.executable).with_name("citywatch")), "watch", "--config",
+                                str(config_path), "--window", "25"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=open(stderr_path, "wb"))
+        deadline = time.monotonic() + 90
+        while read_counters(state_db).get("frames_processed", 0) < 12 and time.monotonic() < deadline:
+            assert run.poll() is None, stderr_path.read_text()[-3000:]
+            time.sleep(0.1)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+        killed_at = time.monotonic()
+        at_kill = read_counters(state_db).get("frames_processed", 0)
+        try:
+            code = run.wait(120)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            pytest.fail(f"the watch run still hangs 120 s after its Prefect server died: "
+                        f"{stderr_path.read_text()[-3000:]}")
+        ended_after = time.monotonic() - killed_at
+        counters = read_counters(state_db)
+        assert inbox.wait_for(lambda i: len(i.alerts()) >= counters.get("alerts_enqueued", 0), 10)
+    finally:
+        sub.stop()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    stderr = stderr_path.read_text()
+    print(f"prefect outage: server killed after {at_kill}/{total} frames; run ended {ended_after:.1f} s later "
+          f"with code {code}; watchdog cut: {'exiting now' in stderr}")
+    assert at_kill < total, "the server died only after all frames were processed"
+    assert counters["frames_processed"] == total, counters  # detection went on without the API
+    assert counters.get("alerts_enqueued", 0) > 0 and counters.get("alerts_delivered") == counters["alerts_enqueued"]
+    assert {a["type"] for a in inbox.alerts() if a["state"] == "start"} >= {"fire", "flood"}
+    assert "Prefect API unreachable at the end of the window" in stderr
+    assert code != 0  # the run could not record its final state; a supervisor restarts it
+    assert ended_after < 100, f"took {ended_after:.0f} s to end after the server died"
+    assert config.s3.secret_key.get_secret_value() not in stderr
