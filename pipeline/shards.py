@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.config import CameraConfig, Config, ShardSettings
+from pipeline.keys import frame_key
+from pipeline.state import StateStore
 
 __all__ = [
     "ShardAssignment",
@@ -28,6 +30,7 @@ __all__ = [
     "grown_shard_names",
     "moved_cameras",
     "rendezvous_weight",
+    "seed_checkpoints",
     "resolve_shard",
     "shard_for_camera",
     "shard_names",
@@ -137,3 +140,22 @@ def shard_table(config: Config, shards: Sequence[str] | None = None) -> list[Sha
     names = shard_names(config.shards) if shards is None else list(shards)
     table = assign_cameras([c.id for c in config.cameras], names)
     return [ShardAssignment(shard, ids) for shard, ids in table.items()]
+
+
+def seed_checkpoints(store: StateStore, camera_ids: Iterable[str], now_ts: float, since_s: float) -> dict[str, str]:
+    """Start cameras that have no checkpoint in ``store`` at ``now_ts - since_s``.
+
+    A camera without a checkpoint is otherwise processed from its oldest retained frame: on a
+    new box, or on the box a camera moves to when a shard is added, that would replay days of
+    footage as fresh alerts. Cameras that already have a checkpoint are left alone. Returns
+    ``{camera_id: seeded key}``.
+    """
+    if not since_s >= 0:
+        raise ValueError(f"since_s must be >= 0, got {since_s}")
+    seeded = {}
+    for camera_id in camera_ids:
+        if store.checkpoint(camera_id) is None:
+            key = frame_key(camera_id, now_ts - since_s)
+            store.commit_batch(camera_id, key, [], None)
+            seeded[camera_id] = key
+    return seeded

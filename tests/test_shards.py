@@ -153,3 +153,51 @@ def test_cli_table_and_json(tmp_path):
     path.write_text("shards: {count: 0}\n")
     res = runner.invoke(app, ["shards", "--config", str(path)])
     assert res.exit_code == 2 and "shards.count" in res.output
+
+
+def test_seed_checkpoints_skips_old_frames_but_keeps_existing_checkpoints(tmp_path, minio_client):
+    import io
+    import time
+
+    from pipeline.frames import FrameStore
+    from pipeline.keys import frame_key
+    from pipeline.shards import seed_checkpoints
+    from pipeline.state import StateStore
+
+    bucket = f"seed-{int(time.time() * 1000) % 10**9}"
+    minio_client.make_bucket(bucket)
+    now = time.time()
+    for age in (86400 * 3, 3600, 200, 100, 10):
+        key = frame_key("cam-new", now - age)
+        minio_client.put_object(bucket, key, io.BytesIO(b"x"), 1)
+    store = StateStore(tmp_path / "state.db")
+    store.commit_batch("cam-old", frame_key("cam-old", now - 7200), [], None)
+    seeded = seed_checkpoints(store, ["cam-new", "cam-old"], now, 300)
+    assert list(seeded) == ["cam-new"]
+    assert store.checkpoint("cam-old") == frame_key("cam-old", now - 7200)  # untouched
+    # What the worker lists next: only the frames of the last 300 s.
+    listing = FrameStore(minio_client, bucket).list_new("cam-new", store.checkpoint("cam-new"), 100)
+    assert listing.keys == [frame_key("cam-new", now - a) for a in (200, 100, 10)]
+    assert seed_checkpoints(store, ["cam-new"], now + 50, 300) == {}  # idempotent
+    with pytest.raises(ValueError, match="since_s"):
+        seed_checkpoints(store, ["cam-x"], now, -1)
+    store.close()
+
+
+def test_cli_seed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"worker: {{state_dir: {tmp_path / 'state'}}}\nshards: {{count: 2}}\ncameras:\n"
+                    + "".join(f"  - id: cam-{i:02d}\n" for i in range(10)))
+    runner = CliRunner()
+    res = runner.invoke(app, ["shards", "--config", str(path), "--seed", "shard-1", "--since", "60"])
+    assert res.exit_code == 0, res.output
+    cfg = _config(count=2, n=10)
+    ids = [c.id for c in cameras_for_shard(cfg, "shard-1")]
+    assert f"seeded {len(ids)} of {len(ids)} camera(s) of shard-1" in res.output
+    from pipeline.state import StateStore
+
+    store = StateStore(tmp_path / "state" / "state.db")
+    assert sorted(store.checkpoints()) == ids
+    store.close()
+    res = runner.invoke(app, ["shards", "--config", str(path), "--seed", "shard-9"])
+    assert res.exit_code == 2 and "not configured" in res.output

@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 
 from pipeline.config import ConfigError, load_config
-from pipeline.shards import grown_shard_names, moved_cameras, shard_names, shard_table
+from pipeline.shards import (UnknownShard, cameras_for_shard, grown_shard_names, moved_cameras, seed_checkpoints,
+                             shard_names, shard_table)
+from pipeline.state import StateStore
 
 
 def shards_command(
@@ -19,6 +21,12 @@ def shards_command(
         None, "--count", min=1, max=1000,
         help="Preview growing/shrinking to this many shards and how many cameras would move",
     ),
+    seed: Optional[str] = typer.Option(
+        None, "--seed", metavar="SHARD",
+        help="On the box that runs SHARD: start its cameras that have no checkpoint yet at now - --since "
+             "(instead of at their oldest retained frame)",
+    ),
+    since: float = typer.Option(300.0, "--since", min=0, help="With --seed: seconds of recent frames to catch up"),
 ) -> None:
     """Print the camera -> shard assignment (rendezvous hashing over the configured shard names)."""
     try:
@@ -26,6 +34,9 @@ def shards_command(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if seed is not None:
+        _seed(cfg, seed, since)
+        return
     current = shard_names(cfg.shards)
     names = current if count is None else grown_shard_names(cfg.shards, count)
     rows = shard_table(cfg, names)
@@ -56,6 +67,27 @@ def shards_command(
         share = f" ({100 * len(moved) / len(camera_ids):.1f} %)" if camera_ids else ""
         console.print(f"going from {len(current)} to {len(names)} shards moves {len(moved)} of "
                       f"{len(camera_ids)} cameras{share}")
+
+
+def _seed(cfg, shard: str, since: float) -> None:
+    import time
+
+    try:
+        cameras = [c.id for c in cameras_for_shard(cfg, shard)]
+    except UnknownShard as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    state_dir = Path(cfg.worker.state_dir).expanduser()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = StateStore(state_dir / "state.db")  # the watch worker's state file (pipeline.runner)
+    try:
+        seeded = seed_checkpoints(store, cameras, time.time(), since)
+    finally:
+        store.close()
+    for camera_id, key in seeded.items():
+        typer.echo(f"{camera_id}: starts after {key}")
+    typer.echo(f"seeded {len(seeded)} of {len(cameras)} camera(s) of {shard} in {state_dir / 'state.db'}; "
+               f"{len(cameras) - len(seeded)} already had a checkpoint")
 
 
 def register(app: typer.Typer) -> None:
