@@ -46,8 +46,10 @@ def test_compose_has_a_full_site():
     assert server["depends_on"]["postgres"]["condition"] == "service_healthy"
     worker = services["citywatch-worker"]
     assert worker["build"]["dockerfile"] == "deploy/Dockerfile"
-    cmd = worker["command"]
-    assert cmd[:3] == ["prefect", "worker", "start"] and cmd[cmd.index("--pool") + 1] == "citywatch-edge"
+    cmd = worker["command"][0].split()
+    assert cmd[:3] == ["citywatch", "shards", "--seed"]
+    start = cmd.index("prefect")
+    assert cmd[start:start + 3] == ["prefect", "worker", "start"] and cmd[cmd.index("--pool") + 1] == "citywatch-edge"
     assert worker["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     assert worker["environment"]["CITYWATCH_MQTT_URL"].startswith("mqtts://")  # TLS to the broker
     assert "init-buckets.sh" in " ".join(services["minio-init"]["entrypoint"])
@@ -197,8 +199,7 @@ def test_systemd_unit():
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    prefect = ROOT / ".venv" / "bin" / "prefect"
-    local = unit.replace("/opt/citywatch/.venv/bin/prefect", str(prefect))
+    local = unit.replace("/opt/citywatch/.venv/bin/", f"{ROOT / '.venv' / 'bin'}/")
     path = Path("/tmp") / f"citywatch-worker-{os.getpid()}.service"
     path.write_text(local)
     try:
