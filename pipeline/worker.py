@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 DECODE_MAX_WIDTH = 640
 #: Commit to the state store at least every this many frames within a batch.
 COMMIT_EVERY = 50
+#: After the object store failed a camera's whole retry budget, other cameras skip it this long
+#: (one outage costs one retry budget per cycle, not one per camera).
+STORE_PAUSE_S = 5.0
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Worker:
         self._locks: dict[str, threading.Lock] = {c.id: threading.Lock() for c in config.cameras}
         self._last_frame: dict[str, tuple[float, float]] = {}  # camera -> (frame ts, wall time taken)
         self._last_digest: dict[str, bytes] = {}  # camera -> hash of its last processed frame's bytes
+        self._store_paused_until = 0.0  # monotonic time; the object store is skipped until then
 
     # -- per-camera state -------------------------------------------------------------------
     def analyzer(self, camera: CameraConfig) -> FrameAnalyzer:
@@ -91,11 +95,16 @@ class Worker:
             result.error = f"camera {camera_id!r} is not in the registry"
             log.error(result.error)
             return result
+        if time.monotonic() < self._store_paused_until:
+            result.error = "object store unavailable (paused after a failed retry budget)"
+            log.debug("camera %s: %s", camera_id, result.error)
+            return result
         with self._locks[camera_id]:
             try:
                 self._process(camera, result)
             except FrameStoreUnavailable as exc:
                 result.error = str(exc)
+                self._store_paused_until = time.monotonic() + STORE_PAUSE_S
                 log.warning("camera %s: object store unavailable, will retry next cycle: %s", camera_id, exc)
                 self._analyzers.pop(camera_id, None)
                 self._last_digest.pop(camera_id, None)

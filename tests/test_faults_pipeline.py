@@ -185,10 +185,10 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
     s3 = EmbeddedS3(port=free_port()).start()
     try:
         config_path, config = write_config(tmp_path, s3_url=s3.url, mqtt_url=mqtt_broker, prefix=f"cws3-{tag}",
-                                           cameras=["cam-fire", "cam-quiet"], worker_name=f"s3-{tag}",
+                                           cameras=["cam-fire", "cam-quiet", "cam-flood"], worker_name=f"s3-{tag}",
                                            worker={"max_frames_per_batch": 8})
         start = time.time() - 900
-        uploaded = _upload(config, {"cam-fire": "fire", "cam-quiet": "quiet"}, start)
+        uploaded = _upload(config, {"cam-fire": "fire", "cam-quiet": "quiet", "cam-flood": "flood"}, start)
         total = sum(map(len, uploaded.values()))
         worker = build_worker(config)
         worker.frames.retry_for_s = 2.0
@@ -222,16 +222,19 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
         stop.set()
         thread.join(30)
         final = counters()
-        checkpoints = {c: worker.state.checkpoint(c) for c in ("cam-fire", "cam-quiet")}
+        checkpoints = {c: worker.state.checkpoint(c) for c in ("cam-fire", "cam-quiet", "cam-flood")}
     finally:
         s3.stop()
 
     assert processed_during < total
     assert final["frames_processed"] == total and final.get("frames_skipped", 0) == 0, final
-    assert checkpoints == {"cam-fire": more["cam-fire"][-1], "cam-quiet": uploaded["cam-quiet"][-1]}
+    assert checkpoints == {"cam-fire": more["cam-fire"][-1], "cam-quiet": uploaded["cam-quiet"][-1],
+                           "cam-flood": uploaded["cam-flood"][-1]}
     unavailable = [r for r in caplog.records if "object store unavailable, will retry next cycle" in r.getMessage()]
-    assert unavailable, "the outage was not logged clearly"
-    assert 1 <= during <= 6, f"{during} cycles in 6 s of outage: a crash loop"
+    assert 1 <= len(unavailable) <= 4, f"{len(unavailable)} outage warnings in 6 s: one per attempt, not per camera"
+    assert during >= 1
+    paused = [e for c in cycles for e in c.errors if "paused after a failed retry budget" in e]
+    assert paused, "cameras after the first failure should skip the store, not each wait out a retry budget"
     assert any(c.errors for c in cycles) and not cycles[-1].errors
 
 
