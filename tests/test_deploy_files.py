@@ -121,6 +121,20 @@ def test_prefect_yaml_is_accepted_by_prefect_and_names_real_flows():
         assert set(dep.parameters) <= args, f"{dep.name}: unknown parameters {set(dep.parameters) - args}"
 
 
+def test_automations_are_valid_prefect_automations():
+    from prefect.events.schemas.automations import AutomationCore
+
+    docs = yaml.safe_load((DEPLOY / "automations.yaml").read_text())["automations"]
+    autos = [AutomationCore.model_validate(a) for a in docs]
+    zombie = autos[0]
+    assert zombie.trigger.posture == "Proactive" and "prefect.flow-run.heartbeat" in zombie.trigger.after
+    assert zombie.actions[0].type == "change-flow-run-state" and zombie.actions[0].state == "CRASHED"
+    # The heartbeat interval the workers set must fit three times into the silence allowed.
+    freq = int(_compose()["x-citywatch-env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+    assert "PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30" in (DEPLOY / "systemd" / "citywatch-worker.env.example").read_text()
+    assert 3 * freq <= zombie.trigger.within.total_seconds()
+
+
 def test_minio_policies_are_least_privilege():
     docs = {p.stem: json.loads(p.read_text()) for p in (DEPLOY / "minio").glob("policy-*.json")}
     assert set(docs) == {"policy-worker", "policy-ingest", "policy-camera"}

@@ -275,6 +275,7 @@ def site(tmp_path_factory, s3_server, broker):
         site.run_cli("work-pool", "create", "citywatch-edge", "--type", "process")
         out = site.run_cli("--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml", timeout=180)
         assert "watch/watch-shard-1" in out
+        site.run_cli("automation", "create", "--from-file", "deploy/automations.yaml")
         for k in range(len(SHARDS)):
             site.start_worker(k)
         yield site
@@ -297,6 +298,8 @@ def _incidents(messages: list[dict]) -> dict[tuple[str, int], list[dict]]:
 
 
 def test_two_workers_process_every_camera_exactly_once(site, alerts):
+    automations = [a["name"] for a in site.call("POST", "/automations/filter", json={})]
+    assert "citywatch-crash-silent-runs" in automations
     deployments = {d["name"]: d for d in site.call("POST", "/deployments/filter", json={})}
     assert {"watch-shard-0", "watch-shard-1", "camera-health", "housekeeping"} <= set(deployments)
     for name in ("watch-shard-0", "watch-shard-1"):
@@ -350,8 +353,8 @@ def test_killed_worker_resumes_from_checkpoint(site, alerts):
 
     # Cameras keep uploading while the box is down.
     later = {cam: site.put_frames(cam, start + len(PATTERN), PATTERN, seed=20 + n) for n, cam in enumerate(cams)}
-    # The dead run still holds its shard's slot; mark it crashed as the zombie-run automation
-    # (or an operator) would, which releases the slot.
+    # The dead run still holds its shard's slot; mark it crashed as deploy/automations.yaml does
+    # after 90 s without heartbeats (or an operator would), which releases the slot.
     site.call("POST", f"/flow_runs/{run_id}/set_state", json={
         "state": {"type": "CRASHED", "name": "Crashed", "message": "worker killed"}, "force": True})
     assert site.run_state(run_id) == "CRASHED"
