@@ -26,6 +26,7 @@ __all__ = [
     "ShardAssignment",
     "UnknownShard",
     "assign_cameras",
+    "check_watch_deployments",
     "cameras_for_shard",
     "grown_shard_names",
     "moved_cameras",
@@ -159,3 +160,38 @@ def seed_checkpoints(store: StateStore, camera_ids: Iterable[str], now_ts: float
             store.commit_batch(camera_id, key, [], None)
             seeded[camera_id] = key
     return seeded
+
+
+WATCH_ENTRYPOINT = "flows/watch.py:watch"
+
+
+def check_watch_deployments(config: Config, prefect_yaml: dict) -> list[str]:
+    """Problems between the configured shards and the watch deployments of a ``prefect.yaml``.
+
+    Every shard needs exactly one deployment of the watch flow with ``parameters.shard`` set to it
+    and its own work queue of the same name (so its runs land on the box holding its checkpoints);
+    no deployment may name a shard the config does not define. Returns readable problems, [] if none.
+    """
+    names = shard_names(config.shards)
+    problems: list[str] = []
+    per_shard: dict[str, list[str]] = {n: [] for n in names}
+    for dep in prefect_yaml.get("deployments") or []:
+        if not isinstance(dep, dict) or dep.get("entrypoint") != WATCH_ENTRYPOINT:
+            continue
+        name = dep.get("name", "?")
+        shard = (dep.get("parameters") or {}).get("shard")
+        queue = (dep.get("work_pool") or {}).get("work_queue_name")
+        if shard is None:
+            problems.append(f"deployment {name}: watches every camera (no shard parameter) next to sharded ones")
+        elif shard not in per_shard:
+            problems.append(f"deployment {name}: shard {shard!r} is not configured (shards: {', '.join(names)})")
+        else:
+            per_shard[shard].append(name)
+            if queue != shard:
+                problems.append(f"deployment {name}: work queue {queue!r} should be {shard!r}, the shard's own queue")
+    for shard, deps in per_shard.items():
+        if not deps:
+            problems.append(f"shard {shard}: no watch deployment (add one with parameters.shard: {shard})")
+        elif len(deps) > 1:
+            problems.append(f"shard {shard}: {len(deps)} watch deployments ({', '.join(deps)}) would process it twice")
+    return problems

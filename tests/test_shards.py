@@ -201,3 +201,39 @@ def test_cli_seed(tmp_path):
     store.close()
     res = runner.invoke(app, ["shards", "--config", str(path), "--seed", "shard-9"])
     assert res.exit_code == 2 and "not configured" in res.output
+
+
+def test_check_watch_deployments():
+    from pipeline.shards import check_watch_deployments
+
+    def dep(name, shard, queue=None):
+        d = {"name": name, "entrypoint": "flows/watch.py:watch", "work_pool": {"work_queue_name": queue or shard}}
+        if shard is not None:
+            d["parameters"] = {"shard": shard}
+        return d
+
+    cfg = _config(count=3)
+    good = {"deployments": [dep(f"watch-shard-{k}", f"shard-{k}") for k in range(3)]
+            + [{"name": "housekeeping", "entrypoint": "flows/housekeeping.py:housekeeping"}]}
+    assert check_watch_deployments(cfg, good) == []
+    bad = {"deployments": [dep("a", "shard-0"), dep("b", "shard-0"), dep("c", "shard-1", queue="default"),
+                           dep("d", "shard-7"), dep("e", None)]}
+    problems = "\n".join(check_watch_deployments(cfg, bad))
+    for needle in ["shard shard-0: 2 watch deployments", "deployment c: work queue 'default'",
+                   "deployment d: shard 'shard-7' is not configured", "deployment e: watches every camera",
+                   "shard shard-2: no watch deployment"]:
+        assert needle in problems
+
+
+def test_cli_checks_the_shipped_prefect_yaml(tmp_path):
+    from pathlib import Path
+
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    runner = CliRunner()
+    res = runner.invoke(app, ["shards", "-c", str(deploy / "config.example.yaml"),
+                              "--prefect-file", str(deploy / "prefect.yaml")])
+    assert res.exit_code == 0 and "one watch deployment per shard (2 shards)" in res.output
+    grown = tmp_path / "c.yaml"
+    grown.write_text((deploy / "config.example.yaml").read_text().replace("count: 2 ", "count: 3 "))
+    res = runner.invoke(app, ["shards", "-c", str(grown), "--prefect-file", str(deploy / "prefect.yaml")])
+    assert res.exit_code == 1 and "shard shard-2: no watch deployment" in res.output

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from pipeline.config import ConfigError, load_config
-from pipeline.shards import (UnknownShard, cameras_for_shard, grown_shard_names, moved_cameras, seed_checkpoints,
-                             shard_names, shard_table)
+from pipeline.shards import (UnknownShard, cameras_for_shard, check_watch_deployments, grown_shard_names,
+                             moved_cameras, seed_checkpoints, shard_names, shard_table)
 from pipeline.state import StateStore
 
 
@@ -27,6 +27,9 @@ def shards_command(
              "(instead of at their oldest retained frame)",
     ),
     since: float = typer.Option(300.0, "--since", min=0, help="With --seed: seconds of recent frames to catch up"),
+    prefect_file: Optional[Path] = typer.Option(
+        None, "--prefect-file", help="Check that this prefect.yaml has one watch deployment per shard (exit 1 if not)",
+    ),
 ) -> None:
     """Print the camera -> shard assignment (rendezvous hashing over the configured shard names)."""
     try:
@@ -36,6 +39,9 @@ def shards_command(
         raise typer.Exit(2) from None
     if seed is not None:
         _seed(cfg, seed, since)
+        return
+    if prefect_file is not None:
+        _check(cfg, prefect_file)
         return
     current = shard_names(cfg.shards)
     names = current if count is None else grown_shard_names(cfg.shards, count)
@@ -67,6 +73,22 @@ def shards_command(
         share = f" ({100 * len(moved) / len(camera_ids):.1f} %)" if camera_ids else ""
         console.print(f"going from {len(current)} to {len(names)} shards moves {len(moved)} of "
                       f"{len(camera_ids)} cameras{share}")
+
+
+def _check(cfg, prefect_file: Path) -> None:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(prefect_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        typer.echo(f"error: cannot read {prefect_file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    problems = check_watch_deployments(cfg, doc if isinstance(doc, dict) else {})
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{prefect_file}: one watch deployment per shard ({len(shard_names(cfg.shards))} shards)")
 
 
 def _seed(cfg, shard: str, since: float) -> None:
