@@ -6,8 +6,9 @@ weigh what camera JPEGs weigh (~100-300 KB):
 
 - ``decode``: :func:`pipeline.decode.decode_frame` exactly as the worker calls it (reduced-size DCT
   decode, ``max_width=DECODE_MAX_WIDTH``), and the full-size decode for reference;
-- ``pipeline``: that decode plus :meth:`FrameAnalyzer.analyze` (every detector and the alert
-  policy) per frame, with the milliseconds each detector and the policy take;
+- ``pipeline``: that decode, the worker's one shared shrink to the detectors' working width, and
+  :meth:`FrameAnalyzer.analyze` (every detector and the alert policy) per frame, with the
+  milliseconds each stage, detector and the policy take;
 - detector state per camera: bytes of numpy arrays and Python objects the analyzer holds after
   warm-up.
 
@@ -30,8 +31,8 @@ import numpy as np
 
 from pipeline.analysis import FrameAnalyzer
 from pipeline.config import AlertSettings, CameraConfig
-from pipeline.decode import decode_frame
-from pipeline.worker import DECODE_MAX_WIDTH
+from pipeline.decode import decode_frame, shrink_to_width
+from pipeline.worker import DECODE_MAX_WIDTH, analysis_width
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 MAX_PIXELS = 40_000_000
@@ -135,15 +136,17 @@ def pipeline_fps(frames: list[tuple[float, bytes]], repeats: int = 3,
         detector.detect = _Timed(detector.detect, type(detector).__name__, totals)  # type: ignore[method-assign]
     analyzer.tracker.observe = _Timed(analyzer.tracker.observe, "alert policy", totals)  # type: ignore[method-assign]
     timed_decode = _Timed(decode_frame, "decode", totals)
+    timed_shrink = _Timed(shrink_to_width, "shrink", totals)
+    width = analysis_width(analyzer.camera)
     span = (frames[-1][0] + 1.0) if frames else 1.0
     passes = 0
 
-    def run() -> None:
+    def run() -> None:  # what Worker._process does per frame, without the I/O
         nonlocal passes
         base = passes * span
         for ts, data in frames:
             frame = timed_decode(data, max_pixels=MAX_PIXELS, max_width=DECODE_MAX_WIDTH)
-            analyzer.analyze(frame, base + ts)
+            analyzer.analyze(timed_shrink(frame, width), base + ts)
         passes += 1
 
     run()  # warm-up

@@ -32,6 +32,7 @@ from pipeline.mqtt import Subscriber
 from pipeline.runner import WatchSession
 
 SYSTEM_BROKER = ("127.0.0.1", 1883)
+SLICE_S = 1.0
 
 
 def _serve_s3(port: int, stop: Any) -> None:  # child process
@@ -99,6 +100,8 @@ class E2EResult:
     peak_rss_mb: float = 0.0
     state_mb_per_camera: float = 0.0
     worker_cpu_cores: float = 0.0
+    s3_cpu_cores: float = 0.0
+    cameras_cpu_cores: float = 0.0
     broker: str = ""
     errors: list[str] = field(default_factory=list)
 
@@ -128,7 +131,7 @@ class _RssSampler(threading.Thread):
 
 
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
-            threads: int = 2, first_frame: int = 10, drain_s: float = 30.0,
+            threads: int = 2, poll_s: float = 0.5, first_frame: int = 10, drain_s: float = 30.0,
             on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
     """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
 
@@ -156,13 +159,13 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
                        "secret_key": EmbeddedS3.secret_key},
                 "mqtt": {"url": broker_url, "topic_prefix": prefix},
                 "worker": {"name": f"bench-{uuid.uuid4().hex[:6]}", "state_dir": str(work / "state"),
-                           "poll_interval_s": 0.1, "max_frames_per_batch": 500},
+                           "poll_interval_s": poll_s, "max_frames_per_batch": 500},
                 "cameras": [{"id": c, "name": c, "location": {"lat": 0, "lon": 0}} for c in ids],
             }, env={})
             plan = FeedPlan({"url": config.s3.url, "access_key": EmbeddedS3.access_key,
                              "secret_key": EmbeddedS3.secret_key, "frames_bucket": config.s3.frames_bucket},
                             ids, fps, seconds, files, 0.0, str(work / "puts.json"), first_frame)
-            result = _measure(config, plan, ctx, threads, drain_s, on_step)
+            result = _measure(config, plan, ctx, s3_proc.pid, threads, drain_s, on_step)
             result.broker = broker_url
             return result
         finally:
@@ -172,7 +175,16 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
                 s3_proc.kill()
 
 
-def _measure(config, plan: FeedPlan, ctx, threads: int, drain_s: float,
+def _cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 once it is gone."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except (psutil.Error, ValueError):
+        return 0.0
+
+
+def _measure(config, plan: FeedPlan, ctx, s3_pid: int | None, threads: int, drain_s: float,
              on_step: Callable[[str], None]) -> E2EResult:
     received: list[tuple[float, dict]] = []
 
@@ -194,17 +206,27 @@ def _measure(config, plan: FeedPlan, ctx, threads: int, drain_s: float,
         feeder.start()
         cpu0 = psutil.Process().cpu_times()
         expected = len(ids) * int(seconds * fps)
-        processed, last_done = 0, plan.start_at
+        s3_cpu0, cam_cpu0 = _cpu(s3_pid), _cpu(feeder.pid)
+        done_at = [plan.start_at]
+        process_camera = session.worker.process_camera
+
+        def timed_process_camera(camera_id: str):  # when the last frame was done, to the millisecond
+            batch = process_camera(camera_id)
+            if batch.frames:
+                done_at.append(time.time())
+            return batch
+
+        session.worker.process_camera = timed_process_camera  # type: ignore[method-assign]
+        processed = 0
         deadline = plan.start_at + seconds + drain_s
         while time.time() < deadline and processed < expected:
-            stats = session.cycle()
+            stats = session.run_slice(SLICE_S)  # the watch flow's loop, in short slices
             processed += stats.frames
-            if stats.frames:
-                last_done = time.time()
-            else:
-                time.sleep(config.worker.poll_interval_s)
             result.errors.extend(e for e in stats.errors if e not in result.errors)
         cpu1 = psutil.Process().cpu_times()
+        span = max(1e-6, max(done_at) - plan.start_at)
+        result.s3_cpu_cores = (_cpu(s3_pid) - s3_cpu0) / span
+        result.cameras_cpu_cores = (_cpu(feeder.pid) - cam_cpu0) / span
         session.drain(10)
         feeder.join(seconds + 60)
         time.sleep(0.5)  # last PUBACKed messages on their way to the subscriber
@@ -212,12 +234,12 @@ def _measure(config, plan: FeedPlan, ctx, threads: int, drain_s: float,
                                          default=0.0)
     result.peak_rss_mb = sampler.stop() / 2**20
     busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    result.worker_cpu_cores = busy / max(1e-6, last_done - plan.start_at)
+    result.worker_cpu_cores = busy / span
     feed = json.loads(Path(plan.out_file).read_text()) if Path(plan.out_file).exists() else {"puts": {}, "errors": ["camera process died"]}
     result.errors.extend(feed["errors"])
     puts = feed["puts"]
     result.frames_put, result.frames_processed = len(puts), processed
-    result.e2e_fps = processed / max(1e-6, last_done - plan.start_at)
+    result.e2e_fps = processed / span
     alerts = [(t, a) for t, a in received if a.get("frame") and a["frame"].get("key") in puts]
     result.alerts = len(received)
     result.latencies_s = sorted(t - puts[a["frame"]["key"]] for t, a in alerts)

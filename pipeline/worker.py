@@ -22,6 +22,7 @@ from pipeline.analysis import FrameAnalyzer
 from pipeline.cap import cap_xml
 from pipeline.config import CameraConfig, Config
 from pipeline.evidence import EvidenceStore
+from pipeline.decode import shrink_to_width
 from pipeline.frames import BadFrame, FrameStore, FrameStoreUnavailable, decode_frame
 from pipeline.health import CameraHealth
 from pipeline.incidents import IncidentEvent
@@ -32,13 +33,22 @@ from pipeline.state import OutboxMessage, StateStore
 
 log = logging.getLogger(__name__)
 
-#: Detectors work at about this width; the decoder reduces larger frames toward it.
+#: The decoder reduces larger frames toward this width (also the evidence snapshot's size).
 DECODE_MAX_WIDTH = 640
+#: Fire, smoke and obstruction work at this width (the default of ``detectors.working_size``).
+DETECTOR_WIDTH = 320
 #: Commit to the state store at least every this many frames within a batch.
 COMMIT_EVERY = 50
 #: After the object store failed a camera's whole retry budget, other cameras skip it this long
 #: (one outage costs one retry budget per cycle, not one per camera).
 STORE_PAUSE_S = 5.0
+
+
+def analysis_width(camera: CameraConfig) -> int:
+    """The width the worker shrinks each decoded frame to, once, before the camera's detectors:
+    the widest working size among them (none upscales, so each still sees its own size)."""
+    d = camera.detectors
+    return max([DETECTOR_WIDTH] + [s.working_width for s in (d.flood, d.congestion) if s.enabled])
 
 
 @dataclass
@@ -153,7 +163,7 @@ class Worker:
                     if self._is_repeat(camera.id, data):
                         result.repeated += 1
                         counts["frames_repeated"] += 1
-                    _, events = analyzer.analyze(frame, fk.ts)
+                    _, events = analyzer.analyze(shrink_to_width(frame, analysis_width(camera)), fk.ts)
                     self._last_frame[camera.id] = (fk.ts, now)
                     events += self.health.frame_seen(camera.id, fk.ts, now)
                     pending.extend(self._messages(camera, events, key, fk.test, frame))

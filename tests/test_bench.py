@@ -66,3 +66,31 @@ def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
     assert 0 < report["latency_p50_s"] <= report["latency_p95_s"] < 30
     assert report["peak_rss_mb"] > 50 and report["state_mb_per_camera"] > 0
     assert not report["e2e_errors"]
+
+
+def test_worker_shrinking_once_gives_the_detectors_the_same_findings():
+    """The worker shrinks each frame once for all detectors (a bench finding): at 720p every
+    detector must judge exactly as when each shrank the reduced decode itself."""
+    from pipeline.analysis import FrameAnalyzer
+    from pipeline.bench import bench_camera
+    from pipeline.config import AlertSettings
+    from pipeline.decode import decode_frame, shrink_to_width
+    from pipeline.worker import DECODE_MAX_WIDTH, analysis_width
+
+    camera = bench_camera()
+    own, shared = FrameAnalyzer(camera, AlertSettings()), FrameAnalyzer(camera, AlertSettings())
+    for ts, jpeg in synthetic_jpegs(1280, 720, count=14):
+        frame = decode_frame(jpeg, max_pixels=40_000_000, max_width=DECODE_MAX_WIDTH)
+        small = shrink_to_width(frame, analysis_width(camera))
+        assert small.shape == (180, 320, 3)
+        assert own.analyze(frame, ts) == shared.analyze(small, ts)
+
+
+def test_shrink_to_width_keeps_narrow_frames_and_rounds_height_like_the_detectors():
+    from detectors import working_size
+    from pipeline.decode import shrink_to_width
+
+    narrow = np.zeros((240, 300, 3), np.uint8)
+    assert shrink_to_width(narrow, 320) is narrow
+    odd = np.zeros((541, 963, 3), np.uint8)
+    assert shrink_to_width(odd, 320).shape[:2] == working_size(541, 963, 320)
