@@ -8,14 +8,14 @@ from typing import Optional
 
 import typer
 
-from pipeline.config import ConfigError, load_config
+from pipeline.cli._common import CONFIG_OPTION, config_or_exit
 from pipeline.shards import (UnknownShard, cameras_for_shard, check_watch_deployments, grown_shard_names,
                              moved_cameras, seed_checkpoints, shard_names, shard_table)
 from pipeline.state import StateStore
 
 
 def shards_command(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config YAML (default $CITYWATCH_CONFIG)"),
+    config: Optional[Path] = CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
     count: Optional[int] = typer.Option(
         None, "--count", min=1, max=1000,
@@ -32,11 +32,7 @@ def shards_command(
     ),
 ) -> None:
     """Print the camera -> shard assignment (rendezvous hashing over the configured shard names)."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = config_or_exit(config)
     if seed is not None:
         _seed(cfg, seed, since)
         return

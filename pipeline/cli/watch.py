@@ -9,24 +9,20 @@ from typing import Optional
 
 import typer
 
-from pipeline.config import ConfigError, load_config
+from pipeline.cli._common import CONFIG_OPTION, config_or_exit
 from pipeline.prefect_env import prepare_prefect_env
 
 log = logging.getLogger("citywatch.watch")
 
 
 def watch_command(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Camera registry YAML (or $CITYWATCH_CONFIG)"),
+    config: Optional[Path] = CONFIG_OPTION,
     once: bool = typer.Option(False, "--once", help="One pass over every camera, then exit"),
     shard: Optional[str] = typer.Option(None, "--shard", help="Only this shard's cameras"),
     window: Optional[float] = typer.Option(None, "--window", help="Seconds per flow run (default worker.window_s)"),
 ) -> None:
     """Pick up new frames, run the detectors and publish alerts (a Prefect flow run per window)."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = config_or_exit(config)
     if not cfg.cameras:
         typer.echo("error: the config lists no cameras (cameras: [...])", err=True)
         raise typer.Exit(2)
