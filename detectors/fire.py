@@ -9,8 +9,12 @@ cells must also glow (candidates brighter than the rest of their cells).
 Smoke: grey, low-saturation haze that hides the background's edges while the background's
 structure still shows through, persisting for seconds (see :class:`SmokeHaze`).
 
-Stills replayed as identical frames give no temporal evidence: the detector reports them as not
-ready (``measurements["static_scene"] = 1``) instead of guessing.
+Static scenes (frames identical for ``min_history_s``: a replayed still, a frozen stream) give no
+temporal evidence. There the detector falls back to a conservative single-frame flame test
+(:mod:`detectors.fire_static`: white-yellow core inside a red-orange envelope, rising not layered,
+irregular, glowing) with a lower confidence, or, with ``static_scenes`` off, reports the frame as
+not ready. Either way ``measurements["static_scene"] = 1``. Live frames always differ, so live
+behaviour never depends on the single-frame test.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from pydantic import Field
 
 from detectors.base import DetectorSettings, Finding, region_mask, working_size
 from detectors.fire_features import CellFlicker, SmokeHaze, flame_colour_mask
+from detectors.fire_static import still_flames
 
 CELL = 16  # grid cell side at the working size (320 px wide)
 STILL_CHANGE = 0.002  # mean brightness change (0..1) below which consecutive frames are identical
+STILL_CONFIDENCE = (0.25, 0.4)  # confidence range of the single-frame test (temporal evidence: higher)
 
 
 class FireSettings(DetectorSettings):
@@ -35,6 +41,9 @@ class FireSettings(DetectorSettings):
         0.1, ge=0.0, le=100.0, description="Smallest burning area, % of the watched region")
     min_history_s: float = Field(
         3.0, ge=0.5, le=30.0, description="Seconds of frames needed before fire can be judged")
+    static_scenes: bool = Field(
+        True, description="Judge static scenes (replayed stills, frozen streams) with the "
+                          "conservative single-frame flame test instead of reporting them not ready")
 
 
 class SmokeSettings(DetectorSettings):
@@ -83,6 +92,7 @@ class FireDetector:
         self._areas: deque[tuple[float, float]] = deque()  # (ts, burning area %) for growth
         self._judged: deque[bool] = deque(maxlen=3)
         self._still_since: float | None = None
+        self._judging_still = False
 
     def _region(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         if (h, w) not in self._masks:
@@ -118,11 +128,17 @@ class FireDetector:
         if len(self.flicker.times) == 1:  # history restarted (new stream or size)
             self._judged.clear()
         still = self._track_still(ts)
-        ready = self.flicker.span_s >= self.fire.min_history_s and not still
+        if still != self._judging_still:  # never confirm one kind of evidence with the other
+            self._judged.clear()
+            self._judging_still = still
+        region_px = max(int(region.sum()), 1)
+        if still:
+            self._last_fire = self._judge_still(small, luma, mask, region_px, ts)
+            return self._last_fire
+        ready = self.flicker.span_s >= self.fire.min_history_s
         presence, novelty, shimmer = self.flicker.cell_scores()
         burning = (presence >= self.presence_min) & (novelty >= self.novelty_min) \
             & (shimmer >= self.shimmer_min)
-        region_px = max(int(region.sum()), 1)
         boxes, area, strength = self._burning_sites(mask, luma, burning, presence, novelty, region_px)
         # confirm over stored frames (2 of the last 3), so a single judgement repeated by a high
         # frame rate cannot fill the alert policy's debounce on its own
@@ -135,11 +151,33 @@ class FireDetector:
             "growth": round(self._growth(ts, area_pct), 3),
             "candidate_pct": round(float(mask.sum()) * 100.0 / region_px, 3),
             "flicker": round(float(novelty[burning].mean()) if burning.any() else 0.0, 3),
-            "static_scene": 1.0 if still else 0.0,
+            "static_scene": 0.0,
         }
         self._last_fire = Finding("fire", active, round(confidence, 3), measurements,
                                   tuple(boxes) if active else (), None, ready)
         return self._last_fire
+
+    def _judge_still(self, small: np.ndarray, luma: np.ndarray, mask: np.ndarray, region_px: int,
+                     ts: float) -> Finding:
+        """A static scene: the single-frame flame test, confirmed like temporal judgements (2 of
+        the last 3) and with a lower confidence; not ready when the test is switched off."""
+        flames = still_flames(small, luma, mask, region_px) if self.fire.static_scenes else []
+        area_pct = sum(f.pixels for f in flames) * 100.0 / region_px
+        found = bool(flames) and area_pct >= self.fire.min_area_pct
+        self._judged.append(found)
+        active = found and sum(self._judged) >= 2
+        low, high = STILL_CONFIDENCE
+        confidence = low + (high - low) * max(f.score for f in flames) if active else 0.0
+        measurements = {
+            "area_pct": round(area_pct, 3),
+            "growth": round(self._growth(ts, area_pct), 3),
+            "candidate_pct": round(float(mask.sum()) * 100.0 / region_px, 3),
+            "flicker": 0.0,
+            "static_scene": 1.0,
+        }
+        boxes = tuple(f.box for f in flames) if active else ()
+        return Finding("fire", active, round(confidence, 3), measurements, boxes, None,
+                       self.fire.static_scenes)
 
     def _burning_sites(self, mask: np.ndarray, luma: np.ndarray, burning: np.ndarray,
                        presence: np.ndarray, novelty: np.ndarray, region_px: int
