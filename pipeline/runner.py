@@ -86,6 +86,11 @@ class WatchSession:
         unknown = [c for c in self.camera_ids if config.camera(c) is None]
         if unknown:
             raise ValueError(f"cameras not in the registry: {', '.join(unknown)}")
+        if len(self.camera_ids) != len(config.cameras):
+            # A shard's worker owns only its cameras: their health, incidents and statuses.
+            mine = set(self.camera_ids)
+            config = config.model_copy(update={"cameras": [c for c in config.cameras if c.id in mine]})
+            self.config = config
         self.worker = worker or build_worker(config)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="citywatch")
         self._started = False

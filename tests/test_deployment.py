@@ -145,6 +145,4 @@ def test_only_the_owning_worker_reports_a_camera_offline(site, alerts):
     assert offline, "no camera_offline alert at all"
     owner = {cam: f"worker-{k}" for k, shard in enumerate(SHARDS) for cam in site.cameras[shard]}
     wrong = sorted({(m["camera"]["id"], m["worker"]) for m in offline if m["worker"] != owner[m["camera"]["id"]]})
-    if wrong:  # known, reported: remove this branch once fixed
-        pytest.xfail("a watch run's worker judges the health of EVERY configured camera, not only its "
-                     f"shard's, and raises camera_offline for cameras another worker watches: {wrong}")
+    assert not wrong, f"camera_offline raised by a worker that does not own the camera: {wrong}"

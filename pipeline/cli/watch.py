@@ -27,7 +27,7 @@ def watch_command(
         typer.echo("error: the config lists no cameras (cameras: [...])", err=True)
         raise typer.Exit(2)
     prepare_prefect_env()
-    from flows.watch import close_sessions, watch  # Prefect is imported only here
+    from flows.watch import close_sessions, prefect_api_reachable, watch  # Prefect is imported only here
 
     config_path = str(config) if config else None
     try:
@@ -38,6 +38,12 @@ def watch_command(
                 break
     except KeyboardInterrupt:
         typer.echo("stopped")
+    except Exception as exc:  # noqa: BLE001 - say plainly when it is Prefect's API that went away
+        if prefect_api_reachable() is False:
+            typer.echo(f"error: the Prefect API is unreachable ({type(exc).__name__}); alerts already "
+                       "queued stay in the outbox and go out on the next run", err=True)
+            raise typer.Exit(1) from None
+        raise
     finally:
         close_sessions()
 
