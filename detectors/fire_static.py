@@ -2,19 +2,21 @@
 
 Used only when consecutive frames have been identical for seconds, where the temporal evidence of
 :mod:`detectors.fire` (flicker, outline change) cannot exist. Colour alone fires on sunsets, lit
-windows, red rooms and orange buses, so a candidate blob counts as flame only when every physical
-cue holds (conservative AND):
+windows, red rooms and orange buses, so a flame-colour blob counts as flame only when every
+physical cue holds (conservative AND):
 
-* **core and envelope**: a bright white-yellow core (R >= 235, G >= 200) inside the blob and an
-  orange-red envelope (hue ratio (G-B)/(R-B) < 0.45, saturated) around it: burning gas is hottest
-  inside; lamps and lit windows are yellow-white without a red rim, red objects have no core;
-* **ordering along the distance transform**: the blob's interior is brighter and yellower than its
-  rim (core -> yellow -> orange -> red from the inside out);
-* **rising, not layered**: flame tongues are vertical, so inside the blob brightness changes across
-  (horizontal gradients) at least about as much as up and down; a sunset sky is horizontal
-  layers whose brightness changes almost only vertically;
-* **irregular outline**: solidity (area / convex hull area) below that of a disc or a box;
-* **glow**: the blob is brighter than a ring around it (it emits light).
+* **core**: at least 10 % of the blob is bright white-yellow (R >= 235, G >= 200): burning gas is
+  hot enough to saturate the sensor; red walls, buses and sodium-lit facades are not;
+* **envelope**: at least 15 % is saturated orange-red (hue ratio (G-B)/(R-B) < 0.45): the cooler
+  outer flame; warm lamps and lit windows are yellow-white without a red rim;
+* **ordering along the distance transform**: the inner half of the blob (by distance to its
+  outline) is at least as bright as its outer quarter, hottest inside (neon letters and merged
+  lamp halos are brightest along their outline);
+* **rising, not layered**: flame tongues stand upright, so brightness changes across (horizontal
+  gradients) at least 0.6 times as much as up and down; a sunset sky is horizontal layers;
+* **irregular outline**: solidity (area / convex hull area) at most 0.9; a sun disk, a box, a bus
+  side are close to 1;
+* **glow**: the blob is at least 10 grey levels brighter than a 5 px ring around it (it emits).
 
 Thresholds are round physical values with margins on both sides, not fitted to single images.
 """
@@ -64,12 +66,7 @@ def _cues(blob: np.ndarray, bgr16: tuple[np.ndarray, ...], luma: np.ndarray, gx:
     depth = cv2.distanceTransform(u8, cv2.DIST_L2, 3)
     depth /= max(float(depth.max()), 1.0)
     inner, rim = blob & (depth >= 0.5), blob & (depth > 0) & (depth < 0.25)
-    if inner.any() and rim.any():
-        order = float(luma[inner].mean() - luma[rim].mean())
-        yellower = float(hue[inner].mean() - hue[rim].mean())
-    else:
-        order, yellower = 0.0, 0.0
-    nested = float(depth[core].mean() - depth[envelope].mean()) if core.any() and envelope.any() else -1.0
+    order = float(luma[inner].mean() - luma[rim].mean()) if inner.any() and rim.any() else 0.0
     near = cv2.dilate(u8, np.ones((5, 5), np.uint8)).view(bool)
     rise = float(np.abs(gx[near]).sum() / max(float(np.abs(gy[near]).sum()), 1.0))
     contours, _ = cv2.findContours(u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -77,23 +74,21 @@ def _cues(blob: np.ndarray, bgr16: tuple[np.ndarray, ...], luma: np.ndarray, gx:
     ring = cv2.dilate(u8, np.ones((11, 11), np.uint8)).view(bool) & ~blob
     glow = float(luma[blob].mean() - luma[ring].mean()) if ring.any() else 0.0
     return {"core": float(core.sum()) / area, "envelope": float(envelope.sum()) / area,
-            "order": order, "yellower": yellower, "nested": nested, "rise": rise,
-            "solidity": area / max(hull, 1.0), "glow": glow}
+            "order": order, "rise": rise, "solidity": area / max(hull, 1.0), "glow": glow}
 
 
 def passes(cues: dict[str, float], rule: StillFlameRule) -> bool:
     """Whether every flame cue holds for one blob's measurements."""
     return (cues["core"] >= rule.core_min and cues["envelope"] >= rule.envelope_min
-            and cues["order"] >= rule.order_min
-            and cues["rise"] >= rule.rise_min and cues["solidity"] <= rule.solidity_max
-            and cues["glow"] >= rule.glow_min)
+            and cues["order"] >= rule.order_min and cues["rise"] >= rule.rise_min
+            and cues["solidity"] <= rule.solidity_max and cues["glow"] >= rule.glow_min)
 
 
 def _margin(cues: dict[str, float], rule: StillFlameRule) -> float:
     """How clearly the blob passed: the smallest relative margin over the cues, in 0..1."""
     margins = (cues["core"] / rule.core_min - 1, cues["envelope"] / rule.envelope_min - 1,
-               cues["rise"] / rule.rise_min - 1,
-               rule.solidity_max / max(cues["solidity"], 1e-3) - 1, cues["glow"] / rule.glow_min - 1)
+               cues["rise"] / rule.rise_min - 1, rule.solidity_max / max(cues["solidity"], 1e-3) - 1,
+               cues["glow"] / rule.glow_min - 1)
     return float(np.clip(min(margins), 0.0, 1.0))
 
 

@@ -230,6 +230,12 @@ def test_static_fire_coloured_scenes_are_not_fire(scene, scale, quality):
     assert not any(f.active for f in findings)
 
 
+def test_still_flame_outside_the_region_is_not_fire():
+    settings = FireSettings(regions=[[(0.0, 0.0), (0.3, 0.0), (0.3, 0.3), (0.0, 0.3)]])
+    findings = still_findings(layered_flame(240, 320), settings)
+    assert findings[-1].ready and not any(f.active for f in findings)
+
+
 def test_still_evidence_is_not_carried_into_live_frames():
     """A frozen flame picture followed by a live quiet scene: the still judgements are dropped."""
     detector = FireDetector()
