@@ -29,7 +29,7 @@ from pipeline.bench import state_bytes, synthetic_jpegs
 from pipeline.config import config_from_dict
 from pipeline.embedded import EmbeddedS3, MosquittoProcess, free_port, port_open, wait_port
 from pipeline.mqtt import Subscriber
-from pipeline.runner import WatchSession
+from pipeline.runner import THREADS, WatchSession
 
 SYSTEM_BROKER = ("127.0.0.1", 1883)
 SLICE_S = 1.0
@@ -131,7 +131,7 @@ class _RssSampler(threading.Thread):
 
 
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
-            threads: int = 2, poll_s: float = 0.5, first_frame: int = 10, drain_s: float = 30.0,
+            threads: int = THREADS, poll_s: float = 0.5, first_frame: int = 10, drain_s: float = 30.0,
             on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
     """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
 
@@ -235,7 +235,8 @@ def _measure(config, plan: FeedPlan, ctx, s3_pid: int | None, threads: int, drai
     result.peak_rss_mb = sampler.stop() / 2**20
     busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     result.worker_cpu_cores = busy / span
-    feed = json.loads(Path(plan.out_file).read_text()) if Path(plan.out_file).exists() else {"puts": {}, "errors": ["camera process died"]}
+    out = Path(plan.out_file)
+    feed = json.loads(out.read_text()) if out.exists() else {"puts": {}, "errors": ["camera process died"]}
     result.errors.extend(feed["errors"])
     puts = feed["puts"]
     result.frames_put, result.frames_processed = len(puts), processed

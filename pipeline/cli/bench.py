@@ -17,32 +17,40 @@ from rich.table import Table
 
 from pipeline.bench import SIZES, load_average, micro_bench, peak_rss_mb
 from pipeline.bench_e2e import run_e2e
+from pipeline.runner import THREADS
 
 TARGETS = {"ratio_720p": (">=", 0.6), "ratio_1080p": (">=", 0.6), "e2e_fps": (">=", 100.0),
            "latency_p95_s": ("<=", 2.0), "state_mb_per_camera": ("<=", 5.0)}
 
 
 def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: Optional[int], threads: int,
-            e2e_size: str, echo=lambda _: None) -> dict[str, Any]:
+            e2e_size: str, poll_s: float = 0.5, echo=lambda _: None) -> dict[str, Any]:
     """Every measurement of the bench as one JSON-able dict (the keys of ``--json``)."""
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                           "load_1min_start": round(load_average(), 2)},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     report.update(micro_bench(frames=frames, repeats=repeats, on_step=echo))
-    e2e = run_e2e(cameras, fps, seconds, size=SIZES[e2e_size], threads=threads, on_step=echo)
+    e2e = run_e2e(cameras, fps, seconds, size=SIZES[e2e_size], threads=threads, poll_s=poll_s, on_step=echo)
     report.update({
         "e2e_cameras": cameras, "e2e_fps_per_camera": fps, "e2e_seconds": seconds, "e2e_frame_size": e2e_size,
-        "e2e_threads": threads, "e2e_offered_fps": e2e.offered_fps, "e2e_fps": e2e.e2e_fps,
+        "e2e_threads": threads, "e2e_poll_interval_s": poll_s, "e2e_offered_fps": e2e.offered_fps,
+        "e2e_fps": e2e.e2e_fps,
         "e2e_frames_put": e2e.frames_put, "e2e_frames_processed": e2e.frames_processed,
         "e2e_alerts_received": e2e.alerts, "latency_samples": len(e2e.latencies_s),
         "latency_p50_s": e2e.quantile(0.50), "latency_p95_s": e2e.quantile(0.95),
-        "worker_cpu_cores": e2e.worker_cpu_cores, "broker": e2e.broker, "e2e_errors": e2e.errors,
+        "worker_cpu_cores": e2e.worker_cpu_cores, "s3_cpu_cores": e2e.s3_cpu_cores,
+        "cameras_cpu_cores": e2e.cameras_cpu_cores, "broker": e2e.broker, "e2e_errors": e2e.errors,
         "state_mb_per_camera": max(report["state_mb_per_camera"], e2e.state_mb_per_camera),
         "peak_rss_mb": e2e.peak_rss_mb, "process_peak_rss_mb": peak_rss_mb(),
     })
-    # One core at 1 frame/s per camera: how many cameras the full per-frame path serves.
+    # Capacity at 1 frame/s per camera. One core of the full per-frame path (decode + detectors +
+    # policy), and the worker's whole cost per frame end to end (S3 client, evidence, outbox, MQTT
+    # included) spread over every core of this machine, were S3 and the cameras elsewhere.
+    cpus = os.cpu_count() or 1
     report["cameras_per_core_at_1fps_720p"] = report["pipeline_fps_720p"]
-    report["cameras_per_server_at_1fps_e2e"] = e2e.e2e_fps
+    worker_ms = 1000.0 * e2e.worker_cpu_cores / e2e.e2e_fps if e2e.e2e_fps else None
+    report["worker_cpu_ms_per_frame"] = worker_ms
+    report["cameras_per_server_at_1fps"] = cpus * 1000.0 / worker_ms if worker_ms else None
     report["machine"]["load_1min_end"] = round(load_average(), 2)
     return report
 
@@ -78,8 +86,11 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             (f"end to end: {report['e2e_cameras']} cameras x {report['e2e_fps_per_camera']:g}/s offered",
              "e2e_offered_fps"),
             ("end to end sustained (frames/s)", "e2e_fps"), ("worker CPU (cores busy)", "worker_cpu_cores"),
+            ("S3 stand-in (moto) CPU (cores)", "s3_cpu_cores"), ("camera simulator CPU (cores)", "cameras_cpu_cores"),
             ("alert latency p50 (s)", "latency_p50_s"), ("alert latency p95 (s)", "latency_p95_s"),
             ("latency samples (alerts with a timed frame)", "latency_samples"),
+            ("worker CPU per frame, end to end (ms)", "worker_cpu_ms_per_frame"),
+            ("cameras per server at 1 frame/s (worker CPU, all cores)", "cameras_per_server_at_1fps"),
             ("detector state per camera (MB)", "state_mb_per_camera"), ("worker peak RSS (MB)", "peak_rss_mb")]
     for label, key in rows:
         table.add_row(label, _fmt(report.get(key)), _verdict(key, report.get(key)))
@@ -104,9 +115,11 @@ def bench_command(
     fps: float = typer.Option(2.0, "--fps", min=0.1, max=30.0, help="End to end: frames/s per camera"),
     seconds: float = typer.Option(30.0, "--seconds", min=1.0, max=3600.0, help="End to end: seconds of feeding"),
     repeats: int = typer.Option(3, "--repeats", min=1, max=50, help="Micro-benchmarks: passes (best is kept)"),
-    frames: Optional[int] = typer.Option(None, "--frames", min=2, help="Micro-benchmarks: frames per pass (default: the whole 56-frame fire scene)"),
-    threads: int = typer.Option(2, "--threads", min=1, max=64, help="End to end: the worker's thread pool"),
+    frames: Optional[int] = typer.Option(None, "--frames", min=2,
+                                         help="Micro-benchmarks: frames per pass (default: the 56-frame fire scene)"),
+    threads: int = typer.Option(THREADS, "--threads", min=1, max=64, help="End to end: the worker's thread pool"),
     e2e_size: str = typer.Option("720p", "--e2e-size", help="End to end: frame size, 720p or 1080p"),
+    poll: float = typer.Option(0.5, "--poll", min=0.05, max=60.0, help="End to end: the worker's poll_interval_s"),
 ) -> None:
     """Measure decode and full-path frames/s (720p, 1080p, one core), end-to-end frames/s and alert
     latency through S3, the worker and MQTT, detector state and worker memory."""
@@ -116,7 +129,7 @@ def bench_command(
     if not logging.getLogger().isEnabledFor(logging.DEBUG):  # one line per incident x 60 cameras: too many
         for name in ("pipeline.worker", "pipeline.publisher", "pipeline.runner"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    report = run_all(cameras, fps, seconds, repeats, frames, threads, e2e_size,
+    report = run_all(cameras, fps, seconds, repeats, frames, threads, e2e_size, poll,
                      echo=lambda msg: err.print(f"[dim]{msg} ...[/dim]"))
     out = Console() if Console().is_terminal else Console(width=120)
     print_report(report, out)
