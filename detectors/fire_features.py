@@ -230,7 +230,7 @@ class SmokeHaze:
         b = self.bg_grad - bg_energy[:, None]
         corr = (a * b).sum(axis=1) / np.maximum(np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)), 1e-3)
         textured = inside & (bg_energy >= self.texture_min)
-        if self.times and (corr[textured] < self.corr_min).mean() > self.scene_change:
+        if self.times and textured.any() and (corr[textured] < self.corr_min).mean() > self.scene_change:
             # most of the scene no longer matches: the camera moved or the view switched
             # (exposure, IR): adopt the new view as background and start over
             first = self.first_ts
