@@ -10,6 +10,13 @@ So a pond beside the road or a naturally smooth road surface never alarms on a f
 and a wet road, which keeps its texture, does not either. A global scene change held for a few
 frames (day/night switch, IR mode, camera moved) drops the reference and starts a new one.
 
+Calm puddles that mirror a blue sky (brighter than the ground, bluer than their own rim,
+glass-smooth, flat, see ``flood_features.mirror_puddles``) are unambiguous water, so a smaller
+share of the road (``min_puddle_pct``) raises the flag. Against a mature dry reference they must
+be new (the reference also keeps where puddles lie in dry frames), so a permanent pond in view
+stops counting once the reference has learnt it; while no reference is mature (stills, the first
+~10 s) puddle evidence does not hold the warm-up back.
+
 The flooded share of the road is smoothed over time (``smoothing_s``) and switched with
 hysteresis, so a car or a shadow passing through does not toggle the decision.
 """
@@ -28,6 +35,7 @@ from detectors.flood_features import (
     DryReference,
     WaterThresholds,
     clean_mask,
+    mirror_puddles,
     shrink,
     surface_mask,
     thumbnail,
@@ -40,6 +48,7 @@ TEXTURE_LOSS = 0.6  # texture below this share of the dry reference counts as lo
 ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that counts
 RELEASE = 0.7  # hysteresis: stay active until the score falls below RELEASE * threshold
 SCENE_CHANGE_FRAMES = 3  # consecutive changed frames before re-baselining
+PUDDLE_INTERVAL_S = 1.0  # calm puddles do not change within a second: search them at most this often
 
 
 class FloodSettings(DetectorSettings):
@@ -52,6 +61,11 @@ class FloodSettings(DetectorSettings):
     min_flooded_pct: float = Field(
         18.0, gt=0.0, le=90.0,
         description="Water-covered share of the road region (%) that raises the flag at sensitivity 0.5",
+    )
+    min_puddle_pct: float = Field(
+        1.0, gt=0.0, le=90.0,
+        description="Share of the road region (%) under sky-mirroring puddles that raises the flag "
+                    "at sensitivity 0.5 (calm puddles are unambiguous water, hence lower)",
     )
     smoothing_s: float = Field(
         3.0, ge=0.0, le=600.0, description="Time constant (s) of the flooded-share average"
@@ -76,7 +90,9 @@ class FloodDetector:
     def __init__(self, settings: FloodSettings | None = None) -> None:
         self.settings = settings or FloodSettings()
         s = self.settings.sensitivity
-        self.threshold = self.settings.min_flooded_pct / 100.0 * 2.0 ** ((0.5 - s) * 2.0)
+        factor = 2.0 ** ((0.5 - s) * 2.0)
+        self.threshold = self.settings.min_flooded_pct / 100.0 * factor
+        self.puddle_threshold = self.settings.min_puddle_pct / 100.0 * factor
         self.pixel_rule = WaterThresholds(max_texture=3.0 * (0.8 + 0.4 * s))
         self._shape: tuple[int, int] | None = None
         self._region = np.zeros((0, 0), bool)
@@ -89,8 +105,11 @@ class FloodDetector:
         self._scene_thumb: np.ndarray | None = None
         self._scene_brightness = 0.0
         self._changed_frames = 0
-        self._score: float | None = None
+        self._score: float | None = None  # smoothed evidence, 1.0 = at the threshold
+        self._flooded = 0.0  # smoothed flooded share
         self._last_ts: float | None = None
+        self._puddles: np.ndarray | None = None
+        self._puddles_ts = 0.0
         self.active = False
 
     def _setup(self, height: int, width: int) -> None:
@@ -144,56 +163,75 @@ class FloodDetector:
             self._setup(height, width)
         small = shrink(frame, width, height)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        self._scene_changed(gray)
+        if self._scene_changed(gray):
+            self._puddles = None
         top, bottom = self._rows
         maps = water_maps(small[top:bottom], gray[top:bottom])
 
         usable = self._region & maps.valid
         usable_px = int(np.count_nonzero(usable))
         if usable_px < 0.25 * max(self._region_px, 1):
-            measurements = dict.fromkeys(
-                ("flooded_pct", "flooded_pct_smoothed", "water_level_index", "reference_frames"), 0.0)
+            measurements = dict.fromkeys(("flooded_pct", "flooded_pct_smoothed", "puddle_pct",
+                                          "water_level_index", "reference_frames"), 0.0)
             return [Finding("flood", False, 0.0, measurements, ready=False)]
 
         reference = self._reference
-        if reference is not None and reference.mature:
+        mature = reference is not None and reference.mature
+        if self._puddles is None or not 0.0 <= ts - self._puddles_ts < PUDDLE_INTERVAL_S:
+            self._puddles = mirror_puddles(small[top:bottom], gray[top:bottom], self._region,
+                                           self.pixel_rule.max_texture)
+            self._puddles_ts = ts
+        puddles = self._puddles
+        if mature:
             # Against the dry reference: the surface must have changed toward water.
             lost = maps.texture < TEXTURE_LOSS * reference.texture()
             rippled = (maps.orientation > self.pixel_rule.min_orientation) & (
                 maps.orientation > reference.orientation + ORIENTATION_RISE)
             candidate = surface_mask(maps, self.pixel_rule) & usable & (lost | rippled)
+            puddles = puddles & ~reference.puddles  # new since the dry reference, not a pond
         else:
             candidate = water_mask(maps, self.pixel_rule) & usable
         water, boxes = clean_mask(candidate, min_area_px=max(4, int(0.005 * usable_px)))
-        water &= usable
+        if puddles.any():
+            water, boxes = clean_mask(water | puddles, min_area_px=1)  # boxes of sheets and puddles
+        water &= usable | puddles
         flooded = float(np.count_nonzero(water)) / usable_px
+        puddled = float(np.count_nonzero(puddles)) / usable_px
+        evidence = max(flooded / self.threshold, puddled / self.puddle_threshold)  # 1.0 = at threshold
 
-        self._score = self._smooth(flooded, ts)
-        self.active = bool(self._score >= (RELEASE if self.active else 1.0) * self.threshold)
-        if not self.active and flooded < 0.5 * self.threshold:
-            self._update_reference(maps.texture, maps.orientation, ts)
+        alpha = self._smoothing_weight(ts)
+        self._score = evidence if self._score is None else self._score + alpha * (evidence - self._score)
+        self._flooded += alpha * (flooded - self._flooded)
+        self.active = bool(self._score >= (RELEASE if self.active else 1.0))
+        calm = flooded < 0.5 * self.threshold
+        if mature:
+            learn = calm and not self.active and puddled < 0.5 * self.puddle_threshold
+        else:  # warm-up: puddle evidence alone (a pond in view?) must not hold the reference back
+            learn = calm and not (self.active and puddled < 0.5 * self.puddle_threshold)
+        if learn:
+            self._update_reference(maps.texture, maps.orientation, ts, self._puddles)
 
-        confidence = 1.0 / (1.0 + math.exp(-6.0 * (self._score / self.threshold - 1.0)))
+        confidence = 1.0 / (1.0 + math.exp(-6.0 * (self._score - 1.0)))
         measurements = {
             "flooded_pct": round(100.0 * flooded, 2),
-            "flooded_pct_smoothed": round(100.0 * self._score, 2),
+            "flooded_pct_smoothed": round(100.0 * self._flooded, 2),
+            "puddle_pct": round(100.0 * puddled, 2),
             "water_level_index": round(water_level_index(water, self._region), 3),
             "reference_frames": float(reference.samples if reference else 0),
         }
         norm = [(x / width, (y + top) / height, w / width, h / height) for x, y, w, h in boxes[:5]]
         return [Finding("flood", self.active, round(confidence, 3), measurements, tuple(norm))]
 
-    def _smooth(self, flooded: float, ts: float) -> float:
-        """Exponential average over time (frame-rate independent)."""
-        if self._score is None or self._last_ts is None or self.settings.smoothing_s == 0:
-            self._last_ts = ts
-            return flooded
-        dt = min(max(ts - self._last_ts, 0.0), 60.0)
-        self._last_ts = ts
-        alpha = 1.0 - math.exp(-dt / self.settings.smoothing_s)
-        return self._score + alpha * (flooded - self._score)
+    def _smoothing_weight(self, ts: float) -> float:
+        """Weight of this frame in the exponential averages (frame-rate independent; 1 at first)."""
+        last, self._last_ts = self._last_ts, ts
+        if self._score is None or last is None or self.settings.smoothing_s == 0:
+            return 1.0
+        dt = min(max(ts - last, 0.0), 60.0)
+        return 1.0 - math.exp(-dt / self.settings.smoothing_s)
 
-    def _update_reference(self, texture: np.ndarray, orientation: np.ndarray, ts: float) -> None:
+    def _update_reference(self, texture: np.ndarray, orientation: np.ndarray, ts: float,
+                          puddles: np.ndarray) -> None:
         if self._reference is None:
             self._reference = DryReference(self.settings.reference_s)
-        self._reference.update(texture, orientation, ts)
+        self._reference.update(texture, orientation, ts, puddles)

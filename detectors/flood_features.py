@@ -10,6 +10,14 @@ Standing water seen by a street camera differs from dry asphalt in three measura
   perspective show the opposite (lanes, kerbs and tyre tracks run toward the vanishing point).
 
 ``water_maps`` computes these maps once per frame; ``water_mask`` thresholds them.
+
+A fourth cue finds calm puddles too small or too clear for the rules above: **sky mirrors**.
+In daylight a still water surface reflects the sky, so a puddle on asphalt, sand or gravel is a
+patch that is *brighter* than the ground and *bluer* than both grey and its own rim (a sharp
+colour edge), glass-smooth inside and flat (``mirror_puddles``). A wet road reflects the sky too,
+but as a diffuse grey sheen that keeps the road's texture and has no edge of its own; the sky
+itself and the sea are excluded by requiring the patch to lie inside the watched region (not
+reaching its top edge). Puddles mirroring an overcast (grey) sky are not found by this cue.
 """
 
 from __future__ import annotations
@@ -116,8 +124,70 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tup
     return keep[labels], boxes
 
 
+MIRROR_MIN_BLUE = 8.0  # Lab b* units: the patch is this much bluer than the ground, its rim and grey
+MIRROR_MIN_BRIGHT = 10.0  # Lab L* units (0..255 scale): ... and this much brighter than the ground
+MIRROR_RING = 5  # px kernel at working size: the rim is the 2 px of ground around a patch
+
+
+def _row_span(labels: np.ndarray) -> tuple[int, int]:
+    """First and last+1 rows holding any labelled pixel, widened by one row for the filters."""
+    rows = np.flatnonzero(labels.any(axis=1))
+    return max(0, int(rows[0]) - 1), min(labels.shape[0], int(rows[-1]) + 2)
+
+
+def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray,
+                   max_texture: float) -> np.ndarray:
+    """Calm water mirroring a blue sky: patches of the region brighter than the region's ground
+    (median), bluer than grey and the ground and than their own rim (a sharp colour edge), with
+    a core (eroded by 1 px) whose median 3x3 texture is below ``max_texture``, at least as wide
+    as tall (flat water seen in perspective), not reaching the region's top edge (the sky or the
+    sea beyond the road), and at least 0.1 % of the region. Returns a bool mask of the patches."""
+    lab = cv2.cvtColor(frame_small, cv2.COLOR_BGR2LAB)
+    lightness, blue = lab[..., 0].astype(np.float32), lab[..., 2].astype(np.float32)
+    ground = region[::2, ::2]
+    ground_l = float(np.median(lightness[::2, ::2][ground])) if ground.any() else 255.0
+    ground_b = float(np.median(blue[::2, ::2][ground])) if ground.any() else 0.0
+    candidate = (region & (blue < min(ground_b, 128.0) - MIRROR_MIN_BLUE)
+                 & (lightness > ground_l + MIRROR_MIN_BRIGHT)).astype(np.uint8)
+    candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8, ltype=cv2.CV_16U)
+    if count <= 1:
+        return np.zeros(region.shape, bool)
+    # Per-patch means over the patch and over the ring of ground around it, from the few pixels
+    # involved (bincount over the whole frame would cost more than everything else).
+    ring_labels = cv2.dilate(labels, np.ones((MIRROR_RING, MIRROR_RING), np.uint8))
+    ring_labels[candidate > 0] = 0
+    inside, ring = np.flatnonzero(labels), np.flatnonzero(ring_labels)
+    patch_of, ring_of = labels.ravel()[inside], ring_labels.ravel()[ring]
+
+    def mean(values: np.ndarray, pixels: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        sums = np.bincount(owner, weights=values.ravel()[pixels], minlength=count)
+        return sums / np.maximum(np.bincount(owner, minlength=count), 1)
+
+    bluer = mean(blue, inside, patch_of) < mean(blue, ring, ring_of) - MIRROR_MIN_BLUE
+    # Median 3x3 texture of each patch's core (eroded by 1 px) below max_texture, i.e. most core
+    # pixels smooth; a patch without a core is too thin to show that it is smooth inside.
+    rows = slice(*_row_span(labels))
+    texture = cv2.blur(np.abs(cv2.Laplacian(gray[rows], cv2.CV_32F, ksize=1)), (3, 3)) * 100.0 / (
+        cv2.blur(gray[rows], (3, 3)).astype(np.float32) + 20.0)
+    core = np.flatnonzero(cv2.erode(candidate[rows], np.ones((3, 3), np.uint8)))
+    core_of = labels[rows].ravel()[core]
+    core_px = np.bincount(core_of, minlength=count)
+    smooth = (core_px > 0) & (np.bincount(core_of, weights=texture.ravel()[core] < max_texture,
+                                          minlength=count) > 0.5 * core_px)
+    rows = np.flatnonzero(region.any(axis=1))
+    top = int(rows[0]) if rows.size else 0
+    keep = (bluer & smooth
+            & (stats[:, cv2.CC_STAT_WIDTH] >= stats[:, cv2.CC_STAT_HEIGHT])
+            & (stats[:, cv2.CC_STAT_TOP] > top + 1)
+            & (stats[:, cv2.CC_STAT_AREA] >= max(4, 0.001 * np.count_nonzero(region))))
+    keep[0] = False
+    return keep[labels]
+
+
 class DryReference:
-    """Per-pixel running median of texture (log) and orientation over frames judged dry.
+    """Per-pixel running median of texture (log), orientation and sky-mirror puddle presence
+    over frames judged dry (the puddles of a dry reference are permanent ponds, not flooding).
 
     A mean would be inflated by every car that drives through; the median is the road itself.
     Warm-up: the median of ``WARMUP`` frames spaced over ``span_s / 30``. After that, an
@@ -133,9 +203,10 @@ class DryReference:
     def __init__(self, span_s: float) -> None:
         self.span_s = span_s
         self.samples = 0
-        self._warmup: list[tuple[np.ndarray, np.ndarray]] = []
+        self._warmup: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._log_texture: np.ndarray | None = None
         self._orientation: np.ndarray | None = None
+        self._puddles: np.ndarray | None = None
         self._texture: np.ndarray | None = None
         self._last_ts: float | None = None
 
@@ -155,8 +226,14 @@ class DryReference:
         """The reference orientation map."""
         return self._orientation
 
-    def update(self, texture: np.ndarray, orientation: np.ndarray, ts: float) -> None:
-        """Offer a dry frame's maps taken at ``ts`` seconds."""
+    @property
+    def puddles(self) -> np.ndarray:
+        """Where sky-mirror puddles belong to the dry scene (bool map)."""
+        return self._puddles > 0.5
+
+    def update(self, texture: np.ndarray, orientation: np.ndarray, ts: float,
+               puddles: np.ndarray | None = None) -> None:
+        """Offer a dry frame's maps taken at ``ts`` seconds (``puddles``: its sky-mirror mask)."""
         spacing = self.span_s / 30.0 / self.WARMUP if not self.mature else self.MIN_INTERVAL_S
         if self._last_ts is not None and 0.0 <= ts - self._last_ts < spacing:
             return
@@ -164,16 +241,18 @@ class DryReference:
         self.samples += 1
         self._texture = None
         log_texture = np.log(texture + self.TEXTURE_FLOOR)
+        present = np.zeros(texture.shape, np.float32) if puddles is None else puddles.astype(np.float32)
         if not self.mature:
-            self._warmup.append((log_texture, orientation.copy()))
+            self._warmup.append((log_texture, orientation.copy(), present))
             if len(self._warmup) == self.WARMUP:
-                self._log_texture = np.median(np.stack([w[0] for w in self._warmup]), axis=0)
-                self._orientation = np.median(np.stack([w[1] for w in self._warmup]), axis=0)
+                self._log_texture, self._orientation, self._puddles = (
+                    np.median(np.stack([w[i] for w in self._warmup]), axis=0) for i in range(3))
                 self._warmup = []
             return
         step = self.MIN_INTERVAL_S / self.span_s  # a change of 1 (log texture) takes ~span_s
         self._log_texture += step * np.sign(log_texture - self._log_texture)
         self._orientation += step * np.sign(orientation - self._orientation)
+        self._puddles += step * np.sign(present - self._puddles)
 
 
 def thumbnail(gray: np.ndarray, size: tuple[int, int] = (32, 24)) -> np.ndarray:
