@@ -124,9 +124,16 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tup
     return keep[labels], boxes
 
 
-MIRROR_MIN_BLUE = 8.0  # Lab b* units: the patch is this much bluer than the ground, its rim and grey
-MIRROR_MIN_BRIGHT = 10.0  # Lab L* units (0..255 scale): ... and this much brighter than the ground
+MIRROR_MIN_BLUE = 8  # Cb (blue-difference chroma) levels: the patch is this much bluer than the
+#                      ground, its rim and grey
+MIRROR_MIN_BRIGHT = 10  # luma levels: ... and this much brighter than the ground
 MIRROR_RING = 5  # px kernel at working size: the rim is the 2 px of ground around a patch
+
+
+def _median_u8(channel: np.ndarray, mask: np.ndarray) -> float:
+    """Median of a uint8 channel under a uint8 mask (from its histogram: fast)."""
+    cumulative = np.cumsum(cv2.calcHist([channel], [0], mask, [256], [0, 256]).ravel())
+    return float(np.searchsorted(cumulative, 0.5 * cumulative[-1])) if cumulative[-1] else 0.0
 
 
 def _row_span(labels: np.ndarray) -> tuple[int, int]:
@@ -142,13 +149,14 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     a core (eroded by 1 px) whose median 3x3 texture is below ``max_texture``, at least as wide
     as tall (flat water seen in perspective), not reaching the region's top edge (the sky or the
     sea beyond the road), and at least 0.1 % of the region. Returns a bool mask of the patches."""
-    lab = cv2.cvtColor(frame_small, cv2.COLOR_BGR2LAB)
-    lightness, blue = lab[..., 0].astype(np.float32), lab[..., 2].astype(np.float32)
-    ground = region[::2, ::2]
-    ground_l = float(np.median(lightness[::2, ::2][ground])) if ground.any() else 255.0
-    ground_b = float(np.median(blue[::2, ::2][ground])) if ground.any() else 0.0
-    candidate = (region & (blue < min(ground_b, 128.0) - MIRROR_MIN_BLUE)
-                 & (lightness > ground_l + MIRROR_MIN_BRIGHT)).astype(np.uint8)
+    luma, _, blue = cv2.split(cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb))  # blue: Cb, 128 = grey
+    region_u8 = region.view(np.uint8)
+    min_area = max(4, 0.001 * np.count_nonzero(region))
+    ground_y, ground_b = _median_u8(luma, region_u8), _median_u8(blue, region_u8)
+    candidate = (region & (blue > max(ground_b, 128) + MIRROR_MIN_BLUE)
+                 & (luma > ground_y + MIRROR_MIN_BRIGHT)).view(np.uint8)
+    if np.count_nonzero(candidate) < min_area:
+        return np.zeros(region.shape, bool)
     candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8, ltype=cv2.CV_16U)
     if count <= 1:
@@ -164,7 +172,7 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
         sums = np.bincount(owner, weights=values.ravel()[pixels], minlength=count)
         return sums / np.maximum(np.bincount(owner, minlength=count), 1)
 
-    bluer = mean(blue, inside, patch_of) < mean(blue, ring, ring_of) - MIRROR_MIN_BLUE
+    bluer = mean(blue, inside, patch_of) > mean(blue, ring, ring_of) + MIRROR_MIN_BLUE
     # Median 3x3 texture of each patch's core (eroded by 1 px) below max_texture, i.e. most core
     # pixels smooth; a patch without a core is too thin to show that it is smooth inside.
     rows = slice(*_row_span(labels))
@@ -180,7 +188,7 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     keep = (bluer & smooth
             & (stats[:, cv2.CC_STAT_WIDTH] >= stats[:, cv2.CC_STAT_HEIGHT])
             & (stats[:, cv2.CC_STAT_TOP] > top + 1)
-            & (stats[:, cv2.CC_STAT_AREA] >= max(4, 0.001 * np.count_nonzero(region))))
+            & (stats[:, cv2.CC_STAT_AREA] >= min_area))
     keep[0] = False
     return keep[labels]
 
