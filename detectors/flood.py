@@ -48,7 +48,7 @@ TEXTURE_LOSS = 0.6  # texture below this share of the dry reference counts as lo
 ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that counts
 RELEASE = 0.7  # hysteresis: stay active until the score falls below RELEASE * threshold
 SCENE_CHANGE_FRAMES = 3  # consecutive changed frames before re-baselining
-PUDDLE_INTERVAL_S = 1.0  # calm puddles do not change within a second: search them at most this often
+PUDDLE_INTERVAL_S = 2.0  # calm puddles form over minutes: search them at most this often (cost)
 
 
 class FloodSettings(DetectorSettings):
