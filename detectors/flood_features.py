@@ -150,7 +150,7 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     as tall (flat water seen in perspective), not reaching the region's top edge (the sky or the
     sea beyond the road), and at least 0.1 % of the region. Returns a bool mask of the patches."""
     luma, _, blue = cv2.split(cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb))  # blue: Cb, 128 = grey
-    region_u8 = region.view(np.uint8)
+    region_u8 = np.ascontiguousarray(region).view(np.uint8)
     min_area = max(4, 0.001 * np.count_nonzero(region))
     ground_y, ground_b = _median_u8(luma, region_u8), _median_u8(blue, region_u8)
     candidate = (region & (blue > max(ground_b, 128) + MIRROR_MIN_BLUE)
@@ -183,8 +183,8 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     core_px = np.bincount(core_of, minlength=count)
     smooth = (core_px > 0) & (np.bincount(core_of, weights=texture.ravel()[core] < max_texture,
                                           minlength=count) > 0.5 * core_px)
-    rows = np.flatnonzero(region.any(axis=1))
-    top = int(rows[0]) if rows.size else 0
+    region_rows = np.flatnonzero(region.any(axis=1))
+    top = int(region_rows[0]) if region_rows.size else 0
     keep = (bluer & smooth
             & (stats[:, cv2.CC_STAT_WIDTH] >= stats[:, cv2.CC_STAT_HEIGHT])
             & (stats[:, cv2.CC_STAT_TOP] > top + 1)
