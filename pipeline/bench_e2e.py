@@ -2,11 +2,12 @@
 
 ``N`` simulated cameras put fire-scene JPEGs (a frame sure to trigger) into moto's S3 server at
 ``M`` frames/s each, from a separate process (cameras are elsewhere on a real site); S3 runs as
-:class:`~pipeline.embedded.EmbeddedS3` in its own process too, so neither competes with the
-worker for the GIL. This process runs the worker exactly as the watch flow does
-(:class:`~pipeline.runner.WatchSession` cycles: list, fetch, decode, detect, alert policy,
-evidence, outbox, MQTT) and an MQTT subscriber collects the alerts. Latency is the receipt time
-of an alert minus the time the put of the frame named in its ``frame.key`` was issued.
+:class:`~pipeline.embedded.EmbeddedS3` in its own process too. The cameras are split into shards,
+each watched by a worker process exactly as a watch flow run does (:class:`WatchSession` slices:
+list, fetch, decode, detect, alert policy, evidence, outbox, MQTT): one process cannot use two
+cores, as the detectors' many small numpy calls hold the GIL between them. This process
+subscribes like the operations center. Latency is the receipt time of an alert minus the time
+the put of the frame named in its ``frame.key`` was issued.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class E2EResult:
     s3_cpu_cores: float = 0.0
     cameras_cpu_cores: float = 0.0
     broker: str = ""
+    workers: int = 1
     errors: list[str] = field(default_factory=list)
 
     def quantile(self, q: float) -> float | None:
@@ -130,15 +132,57 @@ class _RssSampler(threading.Thread):
         return max(self.peak, self.proc.memory_info().rss)
 
 
+@dataclass
+class WorkerPlan:
+    """One worker process: a shard of the cameras, as one watch flow run on the edge server."""
+
+    config: dict
+    cameras: list[str]
+    threads: int
+
+
+def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's worker
+    config = config_from_dict(plan.config, env={})
+    sampler = _RssSampler()
+    sampler.start()
+    errors: list[str] = []
+    with WatchSession(config, plan.cameras, threads=plan.threads) as session:
+        done_at = [0.0]
+        process_camera = session.worker.process_camera
+
+        def timed_process_camera(camera_id: str):  # when the last frame was done, to the millisecond
+            batch = process_camera(camera_id)
+            if batch.frames:
+                done_at.append(time.time())
+            return batch
+
+        session.worker.process_camera = timed_process_camera  # type: ignore[method-assign]
+        conn.send("ready")
+        expected, deadline = conn.recv()
+        cpu0, processed = _cpu(None), 0
+        while time.time() < deadline and processed < expected:
+            stats = session.run_slice(SLICE_S)  # the watch flow's loop, in short slices
+            processed += stats.frames
+            errors.extend(e for e in stats.errors if e not in errors)
+        busy = _cpu(None) - cpu0
+        session.drain(10)
+        state = max((state_bytes(a.detectors) for a in session.worker._analyzers.values()), default=0)
+    conn.send({"processed": processed, "done_at": max(done_at), "cpu_s": busy, "state_mb": state / 1e6,
+               "peak_rss_mb": sampler.stop() / 2**20, "errors": errors})
+
+
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
-            threads: int = THREADS, poll_s: float = 0.5, first_frame: int = 10, drain_s: float = 30.0,
-            on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
+            workers: int = 2, threads: int = THREADS, poll_s: float = 0.5, first_frame: int = 10,
+            drain_s: float = 30.0, on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
     """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
 
-    Camera ``c`` plays the 2 frames/s fire scene from frame ``first_frame + 3c`` (frame 10 is the
-    fire's onset), looping; a fresh detector judges fire after about 5 s of frames."""
-    if cameras < 1 or fps <= 0 or seconds <= 0:
-        raise ValueError(f"need cameras >= 1, fps > 0, seconds > 0 (got {cameras}, {fps}, {seconds})")
+    The cameras are split into ``workers`` shards, each watched by its own process (one flow run
+    per shard, as on an edge server with a shard per core). Camera ``c`` plays the 2 frames/s
+    fire scene from frame ``first_frame + 3c`` (frame 10 is the fire's onset), looping; a fresh
+    detector judges fire after about 5 s of frames."""
+    if cameras < 1 or fps <= 0 or seconds <= 0 or workers < 1:
+        raise ValueError(f"need cameras >= 1, fps > 0, seconds > 0, workers >= 1 "
+                         f"(got {cameras}, {fps}, {seconds}, {workers})")
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="citywatch-bench-") as tmp, _Broker() as broker_url:
         work = Path(tmp)
@@ -152,20 +196,21 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
         s3_proc.start()
         try:
             wait_port("127.0.0.1", port, timeout=60)
-            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            prefix, name = f"bench-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:6]}"
             ids = [f"bench-{i:03d}" for i in range(cameras)]
-            config = config_from_dict({
-                "s3": {"url": f"http://127.0.0.1:{port}", "access_key": EmbeddedS3.access_key,
-                       "secret_key": EmbeddedS3.secret_key},
-                "mqtt": {"url": broker_url, "topic_prefix": prefix},
-                "worker": {"name": f"bench-{uuid.uuid4().hex[:6]}", "state_dir": str(work / "state"),
-                           "poll_interval_s": poll_s, "max_frames_per_batch": 500},
-                "cameras": [{"id": c, "name": c, "location": {"lat": 0, "lon": 0}} for c in ids],
-            }, env={})
-            plan = FeedPlan({"url": config.s3.url, "access_key": EmbeddedS3.access_key,
-                             "secret_key": EmbeddedS3.secret_key, "frames_bucket": config.s3.frames_bucket},
-                            ids, fps, seconds, files, 0.0, str(work / "puts.json"), first_frame)
-            result = _measure(config, plan, ctx, s3_proc.pid, threads, drain_s, on_step)
+            s3 = {"url": f"http://127.0.0.1:{port}", "access_key": EmbeddedS3.access_key,
+                  "secret_key": EmbeddedS3.secret_key}
+            shards = []
+            for k in range(min(workers, cameras)):
+                config = {"s3": s3, "mqtt": {"url": broker_url, "topic_prefix": prefix},
+                          "worker": {"name": f"{name}-{k}", "state_dir": str(work / f"state-{k}"),
+                                     "poll_interval_s": poll_s, "max_frames_per_batch": 500},
+                          "cameras": [{"id": c, "name": c, "location": {"lat": 0, "lon": 0}} for c in ids]}
+                shards.append(WorkerPlan(config, ids[k::workers], threads))
+            plan = FeedPlan({**s3, "frames_bucket": "frames"}, ids, fps, seconds, files, 0.0,
+                            str(work / "puts.json"), first_frame)
+            result = _measure(config_from_dict(shards[0].config, env={}), shards, plan, ctx, s3_proc.pid,
+                              drain_s, on_step)
             result.broker = broker_url
             return result
         finally:
@@ -176,7 +221,7 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
 
 
 def _cpu(pid: int | None) -> float:
-    """CPU seconds (user + system) a process has used so far; 0 once it is gone."""
+    """CPU seconds (user + system) a process (None: this one) has used so far; 0 once it is gone."""
     try:
         t = psutil.Process(pid).cpu_times()
         return t.user + t.system
@@ -184,7 +229,7 @@ def _cpu(pid: int | None) -> float:
         return 0.0
 
 
-def _measure(config, plan: FeedPlan, ctx, s3_pid: int | None, threads: int, drain_s: float,
+def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int | None, drain_s: float,
              on_step: Callable[[str], None]) -> E2EResult:
     received: list[tuple[float, dict]] = []
 
@@ -194,53 +239,55 @@ def _measure(config, plan: FeedPlan, ctx, s3_pid: int | None, threads: int, drai
     prefix = config.mqtt.topic_prefix
     ids, fps, seconds = plan.cameras, plan.fps, plan.seconds
     result = E2EResult(offered_fps=len(ids) * fps, e2e_fps=0.0, frames_put=0, frames_processed=0, alerts=0)
-    sampler = _RssSampler()
-    with Subscriber(config.mqtt, f"{prefix}-ioc", [f"{prefix}/alerts/#"], on_message) as sub, \
-            WatchSession(config, ids, threads=threads) as session:
+    on_step(f"starting {len(shards)} worker process(es)")
+    procs, conns = [], []
+    with Subscriber(config.mqtt, f"{prefix}-ioc", [f"{prefix}/alerts/#"], on_message) as sub:
         if not sub.wait_subscribed(10):
             raise RuntimeError(f"could not subscribe to {prefix}/alerts/#: {sub.refusal or 'no answer'}")
-        plan.start_at = time.time() + 1.0
-        feeder = ctx.Process(target=_feed, args=(plan,), daemon=True)
-        on_step(f"feeding {len(ids)} cameras x {fps:g} frames/s for {seconds:g} s")
-        sampler.start()
-        feeder.start()
-        cpu0 = psutil.Process().cpu_times()
-        expected = len(ids) * int(seconds * fps)
-        s3_cpu0, cam_cpu0 = _cpu(s3_pid), _cpu(feeder.pid)
-        done_at = [plan.start_at]
-        process_camera = session.worker.process_camera
-
-        def timed_process_camera(camera_id: str):  # when the last frame was done, to the millisecond
-            batch = process_camera(camera_id)
-            if batch.frames:
-                done_at.append(time.time())
-            return batch
-
-        session.worker.process_camera = timed_process_camera  # type: ignore[method-assign]
-        processed = 0
-        deadline = plan.start_at + seconds + drain_s
-        while time.time() < deadline and processed < expected:
-            stats = session.run_slice(SLICE_S)  # the watch flow's loop, in short slices
-            processed += stats.frames
-            result.errors.extend(e for e in stats.errors if e not in result.errors)
-        cpu1 = psutil.Process().cpu_times()
-        span = max(1e-6, max(done_at) - plan.start_at)
-        result.s3_cpu_cores = (_cpu(s3_pid) - s3_cpu0) / span
-        result.cameras_cpu_cores = (_cpu(feeder.pid) - cam_cpu0) / span
-        session.drain(10)
-        feeder.join(seconds + 60)
-        time.sleep(0.5)  # last PUBACKed messages on their way to the subscriber
-        result.state_mb_per_camera = max((state_bytes(a.detectors) / 1e6 for a in session.worker._analyzers.values()),
-                                         default=0.0)
-    result.peak_rss_mb = sampler.stop() / 2**20
-    busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    result.worker_cpu_cores = busy / span
+        try:
+            for shard in shards:
+                ours, theirs = ctx.Pipe()
+                procs.append(ctx.Process(target=_work, args=(shard, theirs), daemon=True))
+                procs[-1].start()
+                conns.append(ours)
+            for conn in conns:
+                if not conn.poll(120) or conn.recv() != "ready":
+                    raise RuntimeError("a worker process did not start within 120 s")
+            plan.start_at = time.time() + 1.0
+            feeder = ctx.Process(target=_feed, args=(plan,), daemon=True)
+            on_step(f"feeding {len(ids)} cameras x {fps:g} frames/s for {seconds:g} s")
+            feeder.start()
+            s3_cpu0, cam_cpu0 = _cpu(s3_pid), _cpu(feeder.pid)
+            deadline = plan.start_at + seconds + drain_s
+            for conn, shard in zip(conns, shards):
+                conn.send((len(shard.cameras) * int(seconds * fps), deadline))
+            reports = [conn.recv() if conn.poll(seconds + drain_s + 120) else None for conn in conns]
+            s3_cpu1, cam_cpu1 = _cpu(s3_pid), _cpu(feeder.pid)
+            feeder.join(seconds + 60)
+            time.sleep(0.5)  # last PUBACKed messages on their way to the subscriber
+        finally:
+            for proc in procs:
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+    if any(r is None for r in reports):
+        result.errors.append("a worker process gave no report")
+    reports = [r for r in reports if r]
+    span = max(1e-6, max([r["done_at"] for r in reports] + [plan.start_at]) - plan.start_at)
+    result.s3_cpu_cores = (s3_cpu1 - s3_cpu0) / span
+    result.cameras_cpu_cores = (cam_cpu1 - cam_cpu0) / span
+    result.worker_cpu_cores = sum(r["cpu_s"] for r in reports) / span
+    result.state_mb_per_camera = max((r["state_mb"] for r in reports), default=0.0)
+    result.peak_rss_mb = max((r["peak_rss_mb"] for r in reports), default=0.0)
+    result.workers = len(shards)
+    for r in reports:
+        result.errors.extend(e for e in r["errors"] if e not in result.errors)
     out = Path(plan.out_file)
     feed = json.loads(out.read_text()) if out.exists() else {"puts": {}, "errors": ["camera process died"]}
     result.errors.extend(feed["errors"])
     puts = feed["puts"]
-    result.frames_put, result.frames_processed = len(puts), processed
-    result.e2e_fps = processed / span
+    result.frames_put, result.frames_processed = len(puts), sum(r["processed"] for r in reports)
+    result.e2e_fps = result.frames_processed / span
     alerts = [(t, a) for t, a in received if a.get("frame") and a["frame"].get("key") in puts]
     result.alerts = len(received)
     result.latencies_s = sorted(t - puts[a["frame"]["key"]] for t, a in alerts)

@@ -51,7 +51,7 @@ def test_micro_bench_reports_coherent_figures():
 def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(app, ["bench", "--json", str(out), "--cameras", "2", "--fps", "2", "--seconds", "8",
-                                   "--frames", "3", "--repeats", "1"])
+                                   "--frames", "3", "--repeats", "1", "--workers", "2"])
     assert res.exit_code == 0, res.output
     assert "ratio 720p" in res.output
     report = json.loads(out.read_text())
@@ -65,6 +65,7 @@ def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
     assert report["latency_samples"] >= 2
     assert 0 < report["latency_p50_s"] <= report["latency_p95_s"] < 30
     assert report["peak_rss_mb"] > 50 and report["state_mb_per_camera"] > 0
+    assert report["e2e_workers"] == 2 and report["worker_cpu_cores"] > 0
     assert not report["e2e_errors"]
 
 
