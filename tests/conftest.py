@@ -98,3 +98,16 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger_levels():
+    """Commands run in-process (CliRunner) may quiet loggers; give the next test the levels back."""
+    import logging
+
+    loggers = logging.Logger.manager.loggerDict
+    before = {name: lg.level for name, lg in loggers.items() if isinstance(lg, logging.Logger)}
+    yield
+    for name, lg in list(loggers.items()):
+        if isinstance(lg, logging.Logger) and lg.level != before.get(name, logging.NOTSET):
+            lg.setLevel(before.get(name, logging.NOTSET))

@@ -48,7 +48,8 @@ class Inbox:
 
 def _write_config(tmp_path, s3_server, mqtt_url, prefix, cameras):
     data = {
-        "s3": {"url": s3_server.url, "access_key": s3_server.access_key, "secret_key": s3_server.secret_key},
+        "s3": {"url": s3_server.url, "access_key": s3_server.access_key, "secret_key": s3_server.secret_key,
+               "frames_bucket": f"frames-{prefix}", "alerts_bucket": f"alerts-{prefix}"},
         "mqtt": {"url": mqtt_url, "topic_prefix": prefix},
         "alerts": {"end_after_s": 5, "cap": {"enabled": True}},
         "worker": {"name": "test-worker", "state_dir": str(tmp_path / "state"), "max_frames_per_batch": 500},
