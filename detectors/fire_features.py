@@ -35,6 +35,9 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int, sat_min: float = 0.4,
     return body | (core & near_body)
 
 
+RIGIDITY_PAIRS = 3  # consecutive stored frames compared by the rigidity test (at most)
+
+
 class CellFlicker:
     """Flicker evidence per grid cell from the history of flame-colour candidate masks.
 
@@ -61,9 +64,10 @@ class CellFlicker:
         """Forget the history (new stream, size change or time going backwards)."""
         self.times: deque[float] = deque()
         self.shapes: deque[np.ndarray] = deque()  # (cells, cell*cell) bool per stored frame
-        self.masks: deque[np.ndarray] = deque()  # full candidate masks, for the rigidity test
+        # Full candidate masks, only as many as the rigidity test reads (memory: a camera's state).
+        self.masks: deque[np.ndarray] = deque(maxlen=RIGIDITY_PAIRS + 1)
         self.present: deque[np.ndarray] = deque()  # per stored frame: cell held candidates
-        self.lumas: deque[np.ndarray] = deque()
+        self.last_lum: np.ndarray | None = None  # cells' grey levels of the last stored frame
         self.novelty: deque[np.ndarray] = deque()  # per stored frame, NaN where the cell was empty
         self.shimmer: deque[np.ndarray] = deque()
         self.grid: tuple[int, int] = (0, 0)
@@ -98,19 +102,22 @@ class CellFlicker:
             union = past.sum(axis=2) + counts[occupied] - inter
             best = np.max(np.where(union > 0, inter / np.maximum(union, 1), 0.0), axis=0)
             novelty[occupied] = 1.0 - best
-            prev_shape, prev_lum = self.shapes[-1][occupied], self.lumas[-1][occupied]
+            prev_shape, prev_lum = self.shapes[-1][occupied], self.last_lum[occupied]
             lit = now & prev_shape  # inside the flame in both frames: rigid objects do not change there
             diff = np.abs(lum[occupied] - prev_lum) * lit
             shimmer[occupied] = diff.sum(axis=1) / np.maximum(lit.sum(axis=1), 1) / 255.0
-        self.last_change = (float(np.abs(lum - self.lumas[-1]).mean()) / 255.0
-                            if self.lumas else 0.0)
-        queues = (self.times, self.shapes, self.lumas, self.novelty, self.shimmer, self.masks,
-                  self.present)
-        for queue, item in zip(queues, (ts, shape, lum, novelty, shimmer, mask, occupied)):
+        self.last_change = (float(np.abs(lum - self.last_lum).mean()) / 255.0
+                            if self.last_lum is not None else 0.0)
+        self.last_lum = lum
+        queues = (self.times, self.shapes, self.novelty, self.shimmer, self.present)
+        for queue, item in zip(queues, (ts, shape, novelty, shimmer, occupied)):
             queue.append(item)
+        self.masks.append(mask)
         while len(self.times) > self.max_frames or ts - self.times[0] > self.window_s:
             for queue in queues:
                 queue.popleft()
+        while len(self.masks) > len(self.times):
+            self.masks.popleft()
 
     @property
     def span_s(self) -> float:
@@ -129,7 +136,7 @@ class CellFlicker:
         mean_shimmer = np.where(judged, np.stack(self.shimmer), 0.0).sum(axis=0) / hits
         return presence, mean_novelty, mean_shimmer
 
-    def rigidity(self, box: tuple[int, int, int, int], pairs: int = 3) -> tuple[float, float]:
+    def rigidity(self, box: tuple[int, int, int, int], pairs: int = RIGIDITY_PAIRS) -> tuple[float, float]:
         """Mean IoU of consecutive candidate shapes inside ``box`` (x, y, w, h pixels) after
         aligning their centroids, and without aligning. A moving rigid object matches well only
         once aligned; a steady or flickering fire gains nothing from the alignment."""
