@@ -105,6 +105,7 @@ class E2EResult:
     cameras_cpu_cores: float = 0.0
     broker: str = ""
     workers: int = 1
+    put_fps: float = 0.0  # the rate the cameras managed to put (below offered when S3 lags)
     errors: list[str] = field(default_factory=list)
 
     def quantile(self, q: float) -> float | None:
@@ -288,6 +289,8 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
     puts = feed["puts"]
     result.frames_put, result.frames_processed = len(puts), sum(r["processed"] for r in reports)
     result.e2e_fps = result.frames_processed / span
+    if feed.get("ended"):
+        result.put_fps = result.frames_put / max(1e-6, feed["ended"] - plan.start_at)
     alerts = [(t, a) for t, a in received if a.get("frame") and a["frame"].get("key") in puts]
     result.alerts = len(received)
     result.latencies_s = sorted(t - puts[a["frame"]["key"]] for t, a in alerts)

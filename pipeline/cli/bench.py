@@ -35,7 +35,7 @@ def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: Opti
     report.update({
         "e2e_cameras": cameras, "e2e_fps_per_camera": fps, "e2e_seconds": seconds, "e2e_frame_size": e2e_size,
         "e2e_workers": e2e.workers, "e2e_threads": threads, "e2e_poll_interval_s": poll_s, "e2e_offered_fps": e2e.offered_fps,
-        "e2e_fps": e2e.e2e_fps,
+        "e2e_put_fps": e2e.put_fps, "e2e_fps": e2e.e2e_fps,
         "e2e_frames_put": e2e.frames_put, "e2e_frames_processed": e2e.frames_processed,
         "e2e_alerts_received": e2e.alerts, "latency_samples": len(e2e.latencies_s),
         "latency_p50_s": e2e.quantile(0.50), "latency_p95_s": e2e.quantile(0.95),
@@ -86,6 +86,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             ("decode + detectors + alert policy, 1080p", "pipeline_fps_1080p"), ("ratio 1080p", "ratio_1080p"),
             (f"end to end: {report['e2e_cameras']} cameras x {report['e2e_fps_per_camera']:g}/s offered, "
              f"{report['e2e_workers']} worker process(es)", "e2e_offered_fps"),
+            ("frames/s the cameras managed to put", "e2e_put_fps"),
             ("end to end sustained (frames/s)", "e2e_fps"), ("workers' CPU (cores busy)", "worker_cpu_cores"),
             ("S3 stand-in (moto) CPU (cores)", "s3_cpu_cores"), ("camera simulator CPU (cores)", "cameras_cpu_cores"),
             ("alert latency p50 (s)", "latency_p50_s"), ("alert latency p95 (s)", "latency_p95_s"),
