@@ -4,8 +4,6 @@ subscriber (real Mosquitto) through the Prefect `watch` flow (Prefect's test har
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 import time
 import urllib.request
 import uuid
@@ -18,32 +16,9 @@ from pipeline.frames import FrameStore, make_minio
 from pipeline.mqtt import Subscriber
 from pipeline.payload import validate_alert_json
 from sample_media import load_scene
+from tests.faults_support import Inbox, incidents_consistent
 
 pytestmark = pytest.mark.slow
-
-
-class Inbox:
-    """Collects (topic, payload) pairs from a subscriber thread."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, topic: str, payload: bytes, retain: bool) -> None:
-        with self._lock:
-            self.messages.append((topic, payload))
-
-    def alerts(self) -> list[dict]:
-        with self._lock:
-            return [json.loads(p) for t, p in self.messages if "/alerts/" in t]
-
-    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.1)
-        return predicate(self)
 
 
 def _write_config(tmp_path, s3_server, mqtt_url, prefix, cameras):
@@ -92,6 +67,7 @@ def test_frames_in_s3_become_alerts_on_mqtt(prefect_harness, s3_server, mqtt_bro
         close_sessions()
 
     alerts = inbox.alerts()
+    assert not incidents_consistent(alerts)
     for alert in alerts:
         validate_alert_json(alert)
         assert alert["test"] is True
