@@ -88,6 +88,8 @@ class FireDetector:
         self.flicker = CellFlicker(cell=CELL)
         self.haze = SmokeHaze(cell=CELL // 2, sensitivity=self.smoke.sensitivity)
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._half_regions: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
+        self._region_px: dict[tuple[int, int], int] = {}
         self._last_fire = Finding("fire", False, ready=False)
         self._areas: deque[tuple[float, float]] = deque()  # (ts, burning area %) for growth
         self._judged: deque[bool] = deque(maxlen=3)
@@ -99,6 +101,15 @@ class FireDetector:
             self._masks[(h, w)] = (region_mask(self.fire.regions, h, w) > 0,
                                    region_mask(self.smoke.regions, h, w) > 0)
         return self._masks[(h, w)]
+
+    def _smoke_region(self, region: np.ndarray) -> tuple[np.ndarray, int]:
+        """The smoke region at half size and its pixel count, computed once per frame size."""
+        key = region.shape
+        if key not in self._half_regions:
+            half = (region.shape[1] // 2, region.shape[0] // 2)
+            small = cv2.resize(region.view(np.uint8), half, interpolation=cv2.INTER_NEAREST).view(bool)
+            self._half_regions[key] = (small, max(int(np.count_nonzero(small)), 1))
+        return self._half_regions[key]
 
     def detect(self, frame: np.ndarray, ts: float) -> list[Finding]:
         """One fire and one smoke Finding for a BGR uint8 frame taken at ``ts`` seconds."""
@@ -131,7 +142,9 @@ class FireDetector:
         if still != self._judging_still:  # never confirm one kind of evidence with the other
             self._judged.clear()
             self._judging_still = still
-        region_px = max(int(region.sum()), 1)
+        region_px = self._region_px.get(region.shape)
+        if region_px is None:
+            region_px = self._region_px[region.shape] = max(int(np.count_nonzero(region)), 1)
         if still:
             self._last_fire = self._judge_still(small, luma, mask, region_px, ts)
             return self._last_fire
@@ -149,7 +162,7 @@ class FireDetector:
         measurements = {
             "area_pct": round(area_pct, 3),
             "growth": round(self._growth(ts, area_pct), 3),
-            "candidate_pct": round(float(mask.sum()) * 100.0 / region_px, 3),
+            "candidate_pct": round(float(np.count_nonzero(mask)) * 100.0 / region_px, 3),
             "flicker": round(float(novelty[burning].mean()) if burning.any() else 0.0, 3),
             "static_scene": 0.0,
         }
@@ -171,7 +184,7 @@ class FireDetector:
         measurements = {
             "area_pct": round(area_pct, 3),
             "growth": round(self._growth(ts, area_pct), 3),
-            "candidate_pct": round(float(mask.sum()) * 100.0 / region_px, 3),
+            "candidate_pct": round(float(np.count_nonzero(mask)) * 100.0 / region_px, 3),
             "flicker": 0.0,
             "static_scene": 1.0,
         }
@@ -258,11 +271,10 @@ class FireDetector:
         if not self.smoke.enabled:
             return Finding("smoke", False, ready=False)
         half = (small.shape[1] // 2, small.shape[0] // 2)  # smoke is slow and large: half size
-        region = cv2.resize(region.view(np.uint8), half, interpolation=cv2.INTER_NEAREST).view(bool)
+        region, region_px = self._smoke_region(region)
         hazy, m = self.haze.update(ts, cv2.resize(small, half, interpolation=cv2.INTER_LINEAR),
                                    cv2.resize(luma, half, interpolation=cv2.INTER_LINEAR), region)
-        region_px = max(int(region.sum()), 1)
-        area = float(hazy.sum()) * 100.0 / region_px
+        area = float(np.count_nonzero(hazy)) * 100.0 / region_px
         ready = self.haze.span_s >= self.smoke.min_history_s
         active = ready and area >= self.smoke.min_area_pct and m["global"] < 0.5
         boxes: list[tuple[float, float, float, float]] = []

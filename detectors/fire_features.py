@@ -203,6 +203,10 @@ class SmokeHaze:
         self.snap_ts = 0.0
         self.last = (np.zeros((0, 0), bool), {"growth": 0.0, "edge_loss": 0.0, "global": 0.0})
         self.areas: deque[tuple[float, float]] = deque()
+        self._inside_of: np.ndarray | None = None
+        self._inside_cells = np.zeros(0, bool)
+        self._bg_terms_of: np.ndarray | None = None
+        self._bg_terms: tuple[np.ndarray, np.ndarray, np.ndarray] = ()  # type: ignore[assignment]
 
     @property
     def span_s(self) -> float:
@@ -213,6 +217,23 @@ class SmokeHaze:
         c = self.cell
         return image[: rows * c, : cols * c].reshape(rows, c, cols, c).swapaxes(1, 2) \
             .reshape(rows * cols, c * c)
+
+    def _inside(self, region: np.ndarray) -> np.ndarray:
+        """Cells mostly inside the region (recomputed only when another region array comes)."""
+        if self._inside_of is not region or self._inside_cells.shape[0] != self.grid[0] * self.grid[1]:
+            self._inside_of = region
+            self._inside_cells = self._cells(region).mean(axis=1) > 0.5
+        return self._inside_cells
+
+    def _background_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell of the background: mean energy, centred gradients and their squared norm
+        (they change only when the background does)."""
+        if self._bg_terms_of is not self.bg_grad:
+            bg_energy = self.bg_grad.mean(axis=1)
+            b = self.bg_grad - bg_energy[:, None]
+            self._bg_terms = (bg_energy, b, (b * b).sum(axis=1))
+            self._bg_terms_of = self.bg_grad
+        return self._bg_terms
 
     def update(self, ts: float, bgr: np.ndarray, luma: np.ndarray,
                region: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
@@ -225,17 +246,18 @@ class SmokeHaze:
             return self.last
         gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
-        grad = self._cells(np.abs(gx) + np.abs(gy))
+        np.abs(gx, out=gx)
+        gx += np.abs(gy, out=gy)
+        grad = self._cells(gx)
         sat = self._cells(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[:, :, 1]).mean(axis=1)
-        inside = self._cells(region).mean(axis=1) > 0.5
+        inside = self._inside(region)
         if self.bg_grad is None:
             self.bg_grad, self.first_ts = grad.copy(), ts
-        bg_energy = self.bg_grad.mean(axis=1)
+        bg_energy, b, bb = self._background_terms()
         energy = grad.mean(axis=1)
         loss = 1.0 - energy / np.maximum(bg_energy, 1e-3)
         a = grad - energy[:, None]
-        b = self.bg_grad - bg_energy[:, None]
-        corr = (a * b).sum(axis=1) / np.maximum(np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)), 1e-3)
+        corr = (a * b).sum(axis=1) / np.maximum(np.sqrt((a * a).sum(axis=1) * bb), 1e-3)
         textured = inside & (bg_energy >= self.texture_min)
         if self.times and textured.any() and (corr[textured] < self.corr_min).mean() > self.scene_change:
             # most of the scene no longer matches: the camera moved or the view switched
