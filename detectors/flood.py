@@ -122,6 +122,7 @@ class FloodDetector:
         context = ~mask
         context = context if context.mean() >= 0.15 else np.ones_like(mask)
         self._context = context.astype(np.uint8) * 255
+        self._context_on = context
         # Work only on the rows holding the region (plus the filter margin): the sky is skipped.
         rows = np.flatnonzero(mask.any(axis=1))
         pad = ORIENTATION_WINDOW // 2 + 1
@@ -136,7 +137,9 @@ class FloodDetector:
     def _scene_changed(self, gray: np.ndarray) -> bool:
         """True once the view outside the road differed from the reference for a few frames."""
         brightness = cv2.mean(gray, mask=self._context)[0]
-        thumb = thumbnail(np.where(self._context > 0, gray, np.uint8(brightness)))
+        filled = np.full(gray.shape, np.uint8(brightness))
+        np.copyto(filled, gray, where=self._context_on)
+        thumb = thumbnail(filled)
         if self._scene_thumb is None:
             self._scene_thumb, self._scene_brightness = thumb, brightness
             return False

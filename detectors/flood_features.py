@@ -66,13 +66,19 @@ def water_maps(frame_small: np.ndarray, gray: np.ndarray | None = None) -> Water
         gray = cv2.cvtColor(frame_small, cv2.COLOR_BGR2GRAY)
     win = (TEXTURE_WINDOW, TEXTURE_WINDOW)
     local = cv2.blur(hsv, win)  # uint8 box mean: fast, 0.5 level rounding
-    laplacian = np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=1))
-    texture = cv2.blur(laplacian, win) * 100.0 / (local[..., 2].astype(np.float32) + 20.0)
+    laplacian = cv2.Laplacian(gray, cv2.CV_32F, ksize=1)
+    np.abs(laplacian, out=laplacian)
+    texture = cv2.blur(laplacian, win)  # in place below: no float temporaries
+    texture *= 100.0
+    texture /= local[..., 2].astype(np.float32) + 20.0
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
     owin = (ORIENTATION_WINDOW, ORIENTATION_WINDOW)
-    exx, eyy = cv2.split(cv2.blur(cv2.merge([gx * gx, gy * gy]), owin))
-    orientation = (eyy - exx) / (eyy + exx + 1.0)
+    # one channel at a time: same sums as a merged 2-channel blur, without merge/split copies
+    exx = cv2.blur(cv2.multiply(gx, gx), owin)
+    eyy = cv2.blur(cv2.multiply(gy, gy), owin)
+    orientation = eyy - exx
+    orientation /= eyy + exx + 1.0
     return WaterMaps(texture, orientation, local)
 
 
@@ -107,13 +113,16 @@ def water_mask(maps: WaterMaps, th: WaterThresholds) -> np.ndarray:
     return surface_mask(maps, th) & (maps.orientation > th.min_orientation)
 
 
+_CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_OPEN_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+
+
 def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Close small gaps, drop specks; return the cleaned mask and component boxes (x, y, w, h),
     largest first. Water sheets are large and connected; asphalt false positives are speckle."""
-    m = mask.astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
-    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _OPEN_KERNEL)
     # 16-bit labels suffice at working size (fewer than 65536 components) and are faster.
     count, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_16U)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
