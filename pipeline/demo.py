@@ -100,10 +100,15 @@ def run_demo(echo: Callable[[str], None] = print, timeout_s: float = 300.0) -> D
         prefix = mqtt.topic_prefix
         feed = stack.enter_context(Subscriber(mqtt, "citywatch-demo-ioc", [f"{prefix}/alerts/#", f"{prefix}/cap/#"],
                                               on_message, clean_start=True))
-        feed.wait_subscribed(10)
         summary.frames_ingested = _ingest_scenes(config, echo)
+        if not feed.wait_subscribed(10):
+            # Our operations-center view must be subscribed before alerts go out, or it would miss
+            # them when the broker returns; the pipeline's outbox would hold them meanwhile.
+            echo(f"waiting up to {timeout_s:.0f} s for the broker before running the flow ...")
+            if not feed.wait_subscribed(timeout_s):
+                echo("broker still unreachable: running the flow anyway; its alerts stay in the outbox")
 
-        from flows.watch import close_sessions, watch  # Prefect loads here (ephemeral API ~15 s)
+        from flows.watch import close_sessions, session_for, watch  # Prefect loads here (~15 s)
 
         stack.callback(close_sessions)
         window = config.alerts.end_after_s + AFTER_S
@@ -112,7 +117,14 @@ def run_demo(echo: Callable[[str], None] = print, timeout_s: float = 300.0) -> D
         deadline = time.monotonic() + timeout_s
         summary.flow_result = watch(config_path=str(config_path), window_s=window)
         expected = summary.flow_result.get("alerts", 0)
+        session = session_for(str(config_path), None)
+        next_note = time.monotonic()
         while len(summary.alerts) < expected and time.monotonic() < deadline:
+            if session.drain(1.0) == 0 and session.worker.state.outbox_size():
+                if time.monotonic() >= next_note:  # broker still away: the outbox keeps them
+                    echo(f"waiting for the broker: {session.worker.state.outbox_size()} message(s) in "
+                         f"the outbox (up to {max(0, deadline - time.monotonic()):.0f} s more)")
+                    next_note = time.monotonic() + 15
             time.sleep(0.2)
         if len(summary.alerts) < expected:
             echo(f"warning: {expected - len(summary.alerts)} alert(s) not received before the timeout")
