@@ -30,9 +30,14 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int, sat_min: float = 0.4,
         rb, gb, bb = (c.ravel()[where].astype(np.int16) for c in (r, g, b))
         chroma = rb - bb
         body.ravel()[where] = (chroma >= sat_min * rb) & (gb - bb >= hue_min * chroma)
+    if not where.size or not body.any():
+        return body  # no body pixel: no core pixel can touch one
     core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
-    near_body = cv2.dilate(body.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+    near_body = cv2.dilate(body.view(np.uint8), _NEAR_BODY).view(bool)
     return body | (core & near_body)
+
+
+_NEAR_BODY = np.ones((5, 5), np.uint8)
 
 
 RIGIDITY_PAIRS = 3  # consecutive stored frames compared by the rigidity test (at most)
@@ -63,7 +68,9 @@ class CellFlicker:
     def reset(self) -> None:
         """Forget the history (new stream, size change or time going backwards)."""
         self.times: deque[float] = deque()
-        self.shapes: deque[np.ndarray] = deque()  # (cells, cell*cell) bool per stored frame
+        self.shapes: deque[np.ndarray] = deque()  # (cells, cell*cell/8) packed bits per stored frame
+        self.counts: deque[np.ndarray] = deque()  # (cells,) candidate pixels per stored frame
+        self.last_shape: np.ndarray | None = None  # (cells, cell*cell) bool of the last stored frame
         # Full candidate masks, only as many as the rigidity test reads (memory: a camera's state).
         self.masks: deque[np.ndarray] = deque(maxlen=RIGIDITY_PAIRS + 1)
         self.present: deque[np.ndarray] = deque()  # per stored frame: cell held candidates
@@ -95,22 +102,23 @@ class CellFlicker:
         novelty = np.full(len(counts), np.nan, np.float32)
         shimmer = np.zeros(len(counts), np.float32)
         occupied = counts > 0
+        bits = np.packbits(shape, axis=1)  # 8 pixels a byte: the IoUs count bits, not bools
         if len(self.shapes) >= self.min_past and occupied.any():
-            past = np.stack([old[occupied] for old in self.shapes])  # (frames, cells, pixels)
-            now = shape[occupied]
-            inter = (past & now).sum(axis=2)
-            union = past.sum(axis=2) + counts[occupied] - inter
+            past = np.stack([old[occupied] for old in self.shapes])  # (frames, cells, bytes)
+            inter = np.bitwise_count(past & bits[occupied]).sum(axis=2, dtype=np.int64)
+            union = np.stack([old[occupied] for old in self.counts]) + counts[occupied] - inter
             best = np.max(np.where(union > 0, inter / np.maximum(union, 1), 0.0), axis=0)
             novelty[occupied] = 1.0 - best
-            prev_shape, prev_lum = self.shapes[-1][occupied], self.last_lum[occupied]
+            now = shape[occupied]
+            prev_shape, prev_lum = self.last_shape[occupied], self.last_lum[occupied]
             lit = now & prev_shape  # inside the flame in both frames: rigid objects do not change there
             diff = np.abs(lum[occupied] - prev_lum) * lit
             shimmer[occupied] = diff.sum(axis=1) / np.maximum(lit.sum(axis=1), 1) / 255.0
         self.last_change = (float(np.abs(lum - self.last_lum).mean()) / 255.0
                             if self.last_lum is not None else 0.0)
-        self.last_lum = lum
-        queues = (self.times, self.shapes, self.novelty, self.shimmer, self.present)
-        for queue, item in zip(queues, (ts, shape, novelty, shimmer, occupied)):
+        self.last_lum, self.last_shape = lum, shape
+        queues = (self.times, self.shapes, self.counts, self.novelty, self.shimmer, self.present)
+        for queue, item in zip(queues, (ts, bits, counts, novelty, shimmer, occupied)):
             queue.append(item)
         self.masks.append(mask)
         while len(self.times) > self.max_frames or ts - self.times[0] > self.window_s:
