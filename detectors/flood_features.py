@@ -263,13 +263,22 @@ class DryReference:
             self._warmup.append((log_texture, orientation.copy(), present))
             if len(self._warmup) == self.WARMUP:
                 self._log_texture, self._orientation, self._puddles = (
-                    np.median(np.stack([w[i] for w in self._warmup]), axis=0) for i in range(3))
+                    _median_of_frames(np.stack([w[i] for w in self._warmup])) for i in range(3))
                 self._warmup = []
             return
         step = self.MIN_INTERVAL_S / self.span_s  # a change of 1 (log texture) takes ~span_s
         self._log_texture += step * np.sign(log_texture - self._log_texture)
         self._orientation += step * np.sign(orientation - self._orientation)
         self._puddles += step * np.sign(present - self._puddles)
+
+
+def _median_of_frames(stack: np.ndarray) -> np.ndarray:
+    """``np.median(stack, axis=0)``, 2-3x faster for an odd number of frames without NaN: the
+    middle element of a partial sort (what numpy's median selects too, minus its extra passes)."""
+    if stack.shape[0] % 2 == 0 or np.isnan(stack).any():
+        return np.median(stack, axis=0)
+    middle = stack.shape[0] // 2
+    return np.partition(stack, middle, axis=0)[middle].copy()
 
 
 def thumbnail(gray: np.ndarray, size: tuple[int, int] = (32, 24)) -> np.ndarray:
