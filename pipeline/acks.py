@@ -89,7 +89,7 @@ def parse_ack(topic: str, payload: bytes) -> AckMessage:
     return ack
 
 
-class AckRecorder:
+class AckRecorder(Subscriber):
     """Subscribes to ``<prefix>/ack/+`` (persistent session) and hands each valid ack to ``record``.
 
     ``record(ack, raw_payload)`` is typically ``StateStore.record_ack``; malformed acks are logged
@@ -98,10 +98,10 @@ class AckRecorder:
 
     def __init__(self, mqtt: MqttSettings, client_id: str, record: Callable[[AckMessage, bytes], bool]) -> None:
         self._record = record
-        self._subscriber = Subscriber(mqtt, client_id, [ack_filter(mqtt.topic_prefix)], self._on_message,
-                                      clean_start=False, session_expiry_s=7 * 86_400, reconnect_max_s=30)
+        super().__init__(mqtt, client_id, [ack_filter(mqtt.topic_prefix)], self._handle,
+                         clean_start=False, session_expiry_s=7 * 86_400, reconnect_max_s=30)
 
-    def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
+    def _handle(self, topic: str, payload: bytes, retain: bool) -> None:
         try:
             ack = parse_ack(topic, payload)
         except AckError as exc:
@@ -110,13 +110,3 @@ class AckRecorder:
         if self._record(ack, payload):
             log.info("incident %s acknowledged by %s at %s%s", ack.incident_id, ack.operator,
                      ack.time.isoformat(), f" ({ack.note})" if ack.note else "")
-
-    def start(self) -> "AckRecorder":
-        self._subscriber.start()
-        return self
-
-    def wait_subscribed(self, timeout_s: float) -> bool:
-        return self._subscriber.wait_subscribed(timeout_s)
-
-    def stop(self) -> None:
-        self._subscriber.stop()

@@ -77,7 +77,7 @@ def format_alert_line(topic: str, payload: bytes) -> str:
     return "  ".join(fields)
 
 
-class AlertConsole:
+class AlertConsole(Subscriber):
     """Subscribes to the alert topics and calls ``on_line`` with one string per alert.
 
     ``raw_json=True`` passes the payload text unchanged instead of the formatted line.
@@ -88,33 +88,11 @@ class AlertConsole:
         self.topic_filter = alert_filter(mqtt.topic_prefix, event_type, camera_id)
         self._on_line = on_line
         self._raw = raw_json
-        self._subscriber = Subscriber(mqtt, client_id or f"citywatch-alerts-{uuid.uuid4().hex[:8]}",
-                                      [self.topic_filter], self._on_message, clean_start=True,
-                                      session_expiry_s=0, reconnect_max_s=10)
+        super().__init__(mqtt, client_id or f"citywatch-alerts-{uuid.uuid4().hex[:8]}", [self.topic_filter],
+                         self._handle, clean_start=True, session_expiry_s=0, reconnect_max_s=10)
 
-    def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
+    def _handle(self, topic: str, payload: bytes, retain: bool) -> None:
         if self._raw:
             self._on_line(payload.decode("utf-8", errors="replace"))
         else:
             self._on_line(format_alert_line(topic, payload))
-
-    @property
-    def refusal(self) -> str | None:
-        """Why the broker refused the connection (bad password, not authorized), if it did."""
-        return self._subscriber.refusal
-
-    def start(self) -> "AlertConsole":
-        self._subscriber.start()
-        return self
-
-    def wait_subscribed(self, timeout_s: float) -> bool:
-        return self._subscriber.wait_subscribed(timeout_s)
-
-    def stop(self) -> None:
-        self._subscriber.stop()
-
-    def __enter__(self) -> "AlertConsole":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
