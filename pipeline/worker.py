@@ -11,6 +11,7 @@ loses nothing and starts no incident twice.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -270,8 +271,6 @@ class Worker:
 
     def publish_statuses(self) -> None:
         """Retained `<prefix>/cameras/<id>/status` for every camera."""
-        import json
-
         prefix = self.config.mqtt.topic_prefix
         for camera_id, status in self.health.statuses(self.clock()).items():
             self.publisher.publish_status(f"{prefix}/cameras/{camera_id}/status", json.dumps(status).encode())
