@@ -174,7 +174,7 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
 
 
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
-            workers: int = 2, threads: int = THREADS, poll_s: float = 0.5, first_frame: int = 10,
+            workers: int = 2, threads: int = THREADS, poll_s: float = 1.0, first_frame: int = 10,
             drain_s: float = 30.0, on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
     """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.config import AlertSettings, CameraConfig, WorkerSettings, format_validation_error
 from pipeline.decode import BadFrame, decode_frame
 from pipeline.ingest import IMAGE_SUFFIXES, IngestError, open_source
-from pipeline.worker import DECODE_MAX_WIDTH  # the worker's reduced decode, so frames match the flow's
+from pipeline.worker import SNAPSHOT_WIDTH as DECODE_MAX_WIDTH  # footage decoded at 640 px; detectors shrink it
 
 STILL_SECONDS = 10.0
 INGEST_JPEG_QUALITY = 90  # what `citywatch ingest` encodes with by default

@@ -87,12 +87,23 @@ def test_cli_reports_a_bad_config(tmp_path):
 
 
 def _start_cli(config, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", "from pipeline.cli import main; main()", "alerts",
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", "from pipeline.cli import main; main()", "alerts",
                              "--config", str(config), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     assert line.startswith("subscribed to "), line + proc.stderr.read() if proc.poll() is not None else line
     return proc
+
+
+def _interrupt(proc: subprocess.Popen) -> tuple[str, str]:
+    """Ctrl-C the CLI and collect its output; if it does not stop, fail with its threads' stacks."""
+    os.kill(proc.pid, signal.SIGINT)
+    try:
+        return proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGABRT)  # faulthandler prints every thread's stack to stderr
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"the CLI did not stop within 10 s of SIGINT:\n{err}")
 
 
 def _publish(url: str, prefix: str, tmp_path, messages: list[tuple[str, bytes]]) -> None:
@@ -120,8 +131,7 @@ def test_cli_prints_live_alerts_filtered_until_ctrl_c(mqtt_broker, tmp_path):
         first, second = proc.stdout.readline(), proc.stdout.readline()
         time.sleep(0.3)
     finally:
-        os.kill(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out, err = _interrupt(proc)
     assert proc.returncode == 0, err
     assert " cam-1 (Main St bridge)  fire  start  severe  #1 " in first
     assert " cam-2 (Main St bridge)  fire  end  severe  #3 " in second

@@ -69,22 +69,30 @@ def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
     assert not report["e2e_errors"]
 
 
-def test_worker_shrinking_once_gives_the_detectors_the_same_findings():
-    """The worker shrinks each frame once for all detectors (a bench finding): at 720p every
-    detector must judge exactly as when each shrank the reduced decode itself."""
+def test_worker_decodes_straight_to_the_analysis_width_with_the_same_incidents():
+    """The worker decodes at the detectors' width by DCT scaling (a bench finding: 720p decodes to
+    320x180 at 1/4 directly). The picture is within a grey level of a 1/2 decode shrunk by area
+    averaging, and the fire scene raises the same incidents either way."""
     from pipeline.analysis import FrameAnalyzer
     from pipeline.bench import bench_camera
     from pipeline.config import AlertSettings
-    from pipeline.decode import decode_frame, shrink_to_width
-    from pipeline.worker import DECODE_MAX_WIDTH, analysis_width
+    from pipeline.decode import decode_frame, reduction_for, shrink_to_width
+    from pipeline.worker import analysis_width, decode_for_analysis
 
     camera = bench_camera()
-    own, shared = FrameAnalyzer(camera, AlertSettings()), FrameAnalyzer(camera, AlertSettings())
-    for ts, jpeg in synthetic_jpegs(1280, 720, count=14):
-        frame = decode_frame(jpeg, max_pixels=40_000_000, max_width=DECODE_MAX_WIDTH)
-        small = shrink_to_width(frame, analysis_width(camera))
+    assert analysis_width(camera) == 320 and reduction_for(1280, 320) == 4 and reduction_for(1920, 320) == 4
+    direct, via_half = FrameAnalyzer(camera, AlertSettings()), FrameAnalyzer(camera, AlertSettings())
+    events = ([], [])
+    for ts, jpeg in synthetic_jpegs(1280, 720):
+        small = decode_for_analysis(jpeg, camera, 40_000_000)
         assert small.shape == (180, 320, 3)
-        assert own.analyze(frame, ts) == shared.analyze(small, ts)
+        reference = shrink_to_width(decode_frame(jpeg, max_pixels=40_000_000, max_width=640), 320)
+        assert np.abs(small.astype(np.int16) - reference).mean() < 1.0
+        for analyzer, frame, out in ((direct, small, events[0]), (via_half, reference, events[1])):
+            out += [(e.type, e.state, e.frame_ts) for e in analyzer.analyze(frame, ts)[1]]
+    assert events[0] == events[1] and ("fire", "start") in {e[:2] for e in events[0]}
+    _, jpeg = synthetic_jpegs(1920, 1080, count=1)[0]
+    assert decode_for_analysis(jpeg, camera, 40_000_000).shape == (180, 320, 3)
 
 
 def test_shrink_to_width_keeps_narrow_frames_and_rounds_height_like_the_detectors():
