@@ -91,6 +91,7 @@ class FireDetector:
         self._half_regions: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
         self._region_px: dict[tuple[int, int], int] = {}
         self._last_fire = Finding("fire", False, ready=False)
+        self._last_smoke = Finding("smoke", False, ready=False)
         self._areas: deque[tuple[float, float]] = deque()  # (ts, burning area %) for growth
         self._judged: deque[bool] = deque(maxlen=3)
         self._still_since: float | None = None
@@ -272,19 +273,25 @@ class FireDetector:
         if not self.smoke.enabled:
             return Finding("smoke", False, ready=False)
         half = (small.shape[1] // 2, small.shape[0] // 2)  # smoke is slow and large: half size
+        if not self.haze.due(ts, half[::-1]):
+            return self._last_smoke  # the haze model only changes on the frames it stores
         region, region_px = self._smoke_region(region)
-        hazy, m = self.haze.update(ts, cv2.resize(small, half, interpolation=cv2.INTER_LINEAR),
-                                   cv2.resize(luma, half, interpolation=cv2.INTER_LINEAR), region)
-        area = float(np.count_nonzero(hazy)) * 100.0 / region_px
+        hazy_cells, m = self.haze.update(
+            ts, cv2.resize(luma, half, interpolation=cv2.INTER_LINEAR), region,
+            lambda: cv2.resize(small, half, interpolation=cv2.INTER_LINEAR))
+        area = float(self.haze.region_pixels(region)[hazy_cells].sum()) * 100.0 / region_px
         ready = self.haze.span_s >= self.smoke.min_history_s
         active = ready and area >= self.smoke.min_area_pct and m["global"] < 0.5
         boxes: list[tuple[float, float, float, float]] = []
         if active:
-            count, _, stats, _ = cv2.connectedComponentsWithStats(hazy.astype(np.uint8), connectivity=8)
+            hazy = self.haze.hazy_mask(hazy_cells, region)
+            count, _, stats, _ = cv2.connectedComponentsWithStats(hazy.view(np.uint8), connectivity=8)
             hh, ww = hazy.shape
             boxes = [(float(s[0] / ww), float(s[1] / hh), float(s[2] / ww), float(s[3] / hh))
                      for s in stats[1:count]]
         measurements = {"area_pct": round(area, 3), "growth": round(m["growth"], 3),
                         "edge_loss": round(m["edge_loss"], 3)}
         confidence = min(1.0, 0.5 + 0.5 * m["edge_loss"]) if active else 0.0
-        return Finding("smoke", active, round(confidence, 3), measurements, tuple(boxes), None, ready)
+        self._last_smoke = Finding("smoke", active, round(confidence, 3), measurements,
+                                   tuple(boxes), None, ready)
+        return self._last_smoke

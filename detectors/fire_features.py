@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -181,6 +182,10 @@ class SmokeHaze:
     An opaque object (a truck) replaces the pattern instead, so it is not haze. A cell is hazy when
     that holds in most stored frames of the window. The background is a per-pixel lower quantile
     of snapshots over ``background_s`` seconds, frozen where haze is seen.
+
+    Gradients are exact integers (|Sobel x| + |Sobel y| of the grey image); the per-cell energy,
+    correlation and saturation come from per-cell sums (an exact box average per cell), not from
+    per-pixel copies of every cell.
     """
 
     def __init__(self, cell: int = 16, sensitivity: float = 0.5, background_s: float = 40.0,
@@ -203,93 +208,133 @@ class SmokeHaze:
     def reset(self) -> None:
         """Forget the background and the history."""
         self.grid: tuple[int, int] = (0, 0)
-        self.bg_grad: np.ndarray | None = None  # (cells, cell*cell) float32 gradient magnitude
+        self.bg_grad: np.ndarray | None = None  # int16 gradient magnitude of the grid's crop
+        self._bg_terms: tuple[np.ndarray, ...] = ()  # per cell: sum, centred norm; the bg as float
         self.times: deque[float] = deque()
         self.flags: deque[np.ndarray] = deque()
+        self.flag_counts: np.ndarray | None = None  # per cell: flagged frames in the window
         self.first_ts: float | None = None
         self.snapshots: deque[np.ndarray] = deque(maxlen=self.snapshots_kept)
         self.snap_ts = 0.0
-        self.last = (np.zeros((0, 0), bool), {"growth": 0.0, "edge_loss": 0.0, "global": 0.0})
+        self.last = (np.zeros(0, bool), {"growth": 0.0, "edge_loss": 0.0, "global": 0.0})
         self.areas: deque[tuple[float, float]] = deque()
-        self._inside_of: np.ndarray | None = None
-        self._inside_cells = np.zeros(0, bool)
-        self._bg_terms_of: np.ndarray | None = None
-        self._bg_terms: tuple[np.ndarray, np.ndarray, np.ndarray] = ()  # type: ignore[assignment]
+        self._region_of: np.ndarray | None = None
+        self._region_cells = np.zeros(0)  # region pixels per cell
 
     @property
     def span_s(self) -> float:
         return self.times[-1] - self.first_ts if self.times and self.first_ts is not None else 0.0
 
-    def _cells(self, image: np.ndarray) -> np.ndarray:
+    def due(self, ts: float, shape: tuple[int, ...]) -> bool:
+        """Whether a frame of ``shape`` at ``ts`` would be analysed (else ``update`` repeats itself)."""
+        grid = (shape[0] // self.cell, shape[1] // self.cell)
+        return grid != self.grid or not self.times or ts < self.times[-1] \
+            or ts - self.times[-1] >= self.min_step_s
+
+    def _crop(self, image: np.ndarray) -> np.ndarray:
         rows, cols = self.grid
-        c = self.cell
-        return image[: rows * c, : cols * c].reshape(rows, c, cols, c).swapaxes(1, 2) \
-            .reshape(rows * cols, c * c)
+        return image[: rows * self.cell, : cols * self.cell]
 
-    def _inside(self, region: np.ndarray) -> np.ndarray:
-        """Cells mostly inside the region (recomputed only when another region array comes)."""
-        if self._inside_of is not region or self._inside_cells.shape[0] != self.grid[0] * self.grid[1]:
-            self._inside_of = region
-            self._inside_cells = self._cells(region).mean(axis=1) > 0.5
-        return self._inside_cells
+    def _cell_means(self, image: np.ndarray) -> np.ndarray:
+        """Mean of each cell of a float image of the grid's crop (exact: a box average)."""
+        rows, cols = self.grid
+        return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA).ravel()
 
-    def _background_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per cell of the background: mean energy, centred gradients and their squared norm
-        (they change only when the background does)."""
-        if self._bg_terms_of is not self.bg_grad:
-            bg_energy = self.bg_grad.mean(axis=1)
-            b = self.bg_grad - bg_energy[:, None]
-            self._bg_terms = (bg_energy, b, (b * b).sum(axis=1))
-            self._bg_terms_of = self.bg_grad
+    def _cell_sums(self, image: np.ndarray) -> np.ndarray:
+        return self._cell_means(image) * float(self.cell * self.cell)
+
+    def region_pixels(self, region: np.ndarray) -> np.ndarray:
+        """Region pixels per cell (recomputed only when another region array comes)."""
+        if self._region_of is not region or self._region_cells.shape[0] != self.grid[0] * self.grid[1]:
+            self._region_of = region
+            self._region_cells = np.rint(self._cell_sums(self._crop(region).astype(np.float32)))
+        return self._region_cells
+
+    def hazy_mask(self, hazy_cells: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """The hazy pixels (bool, the region's shape) of per-cell hazy flags."""
+        rows, cols = self.grid
+        hazy = np.zeros(region.shape, bool)
+        if hazy_cells.any():
+            up = cv2.resize(hazy_cells.reshape(rows, cols).view(np.uint8),
+                            (cols * self.cell, rows * self.cell), interpolation=cv2.INTER_NEAREST)
+            hazy[: rows * self.cell, : cols * self.cell] = up.view(bool) & self._crop(region)
+        return hazy
+
+    def _background_terms(self) -> tuple[np.ndarray, ...]:
+        """Per cell of the background: gradient sum and centred squared norm, and the background as
+        float64 (they change only when the background does)."""
+        if not self._bg_terms:
+            bg = self.bg_grad.astype(np.float64)
+            b1 = self._cell_sums(bg)
+            bb = self._cell_sums(bg * bg) - b1 * b1 / (self.cell * self.cell)
+            self._bg_terms = (b1, bb, bg)
         return self._bg_terms
 
-    def update(self, ts: float, bgr: np.ndarray, luma: np.ndarray,
-               region: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """Feed a working-size frame; returns the hazy pixel mask and measurements."""
+    def _set_background(self, grad: np.ndarray) -> None:
+        self.bg_grad, self._bg_terms = grad, ()
+
+    def update(self, ts: float, luma: np.ndarray, region: np.ndarray,
+               colour: Callable[[], np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        """Feed a frame's grey image; returns per-cell hazy flags (row-major) and measurements.
+        ``colour()`` gives the BGR frame at the grey image's size; it is only asked for when some
+        cell passed every other test (saturation is the last one)."""
         grid = (luma.shape[0] // self.cell, luma.shape[1] // self.cell)
         if grid != self.grid or (self.times and ts < self.times[-1]):
             self.reset()
             self.grid = grid
         if self.times and ts - self.times[-1] < self.min_step_s:
             return self.last
-        gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
+        n = float(self.cell * self.cell)
+        gx, gy = cv2.spatialGradient(luma)  # the 3x3 Sobel pair in one pass
         np.abs(gx, out=gx)
-        gx += np.abs(gy, out=gy)
-        grad = self._cells(gx)
-        sat = self._cells(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[:, :, 1]).mean(axis=1)
-        inside = self._inside(region)
+        gx += np.abs(gy, out=gy)  # at most 2 * 4 * 255: no overflow
+        grad = self._crop(gx)
+        inside = self.region_pixels(region) > n / 2
         if self.bg_grad is None:
-            self.bg_grad, self.first_ts = grad.copy(), ts
-        bg_energy, b, bb = self._background_terms()
-        energy = grad.mean(axis=1)
-        loss = 1.0 - energy / np.maximum(bg_energy, 1e-3)
-        a = grad - energy[:, None]
-        corr = (a * b).sum(axis=1) / np.maximum(np.sqrt((a * a).sum(axis=1) * bb), 1e-3)
+            self._set_background(grad)
+            self.first_ts = ts
+        b1, bb, bg = self._background_terms()
+        g = grad.astype(np.float64)
+        s1 = self._cell_sums(g)
+        bg_energy = (b1 / n).astype(np.float32)
+        loss = 1.0 - (s1 / n).astype(np.float32) / np.maximum(bg_energy, 1e-3)
+        # correlation of the cell's gradients with the background's, from per-cell sums
+        cross = self._cell_sums(g * bg) - s1 * b1 / n
+        spread = self._cell_sums(g * g) - s1 * s1 / n
+        corr = cross / np.maximum(np.sqrt(spread * bb), 1e-3)
         textured = inside & (bg_energy >= self.texture_min)
-        if self.times and textured.any() and (corr[textured] < self.corr_min).mean() > self.scene_change:
+        n_textured = np.count_nonzero(textured)
+        if self.times and n_textured and \
+                np.count_nonzero(textured & (corr < self.corr_min)) / n_textured > self.scene_change:
             # most of the scene no longer matches: the camera moved or the view switched
             # (exposure, IR): adopt the new view as background and start over
             first = self.first_ts
             self.reset()
-            self.grid, self.first_ts, self.bg_grad = grid, first, grad.copy()
+            self.grid, self.first_ts = grid, first
+            self._set_background(grad)
             corr = np.ones_like(corr)
-        flag = (textured & (loss >= self.loss_min) & (corr >= self.corr_min)
-                & (sat <= self.sat_max))
+        flag = textured & (loss >= self.loss_min) & (corr >= self.corr_min)
+        if flag.any():
+            hsv = cv2.cvtColor(colour(), cv2.COLOR_BGR2HSV)
+            flag &= self._cell_means(self._crop(hsv[:, :, 1]).astype(np.float32)) <= self.sat_max
         if not self.snapshots or ts - self.snap_ts >= self.snap_every_s:
             # background = per-pixel lower quantile (30 %) of snapshots every few seconds: passing
             # cars add edges, so they do not enter it; cells seen hazy keep their old background
-            snap = np.where(flag[:, None], self.bg_grad, grad)
-            self.snapshots.append(snap)
+            rows, cols = grid
+            frozen = cv2.resize(flag.reshape(rows, cols).view(np.uint8), grad.shape[::-1],
+                                interpolation=cv2.INTER_NEAREST).view(bool)
+            self.snapshots.append(np.where(frozen, self.bg_grad, grad))
             self.snap_ts = ts
-            k = int(0.3 * (len(self.snapshots) - 1))
-            self.bg_grad = np.partition(np.stack(self.snapshots), k, axis=0)[k]
+            self._set_background(_kth_smallest(self.snapshots, int(0.3 * (len(self.snapshots) - 1))))
         self.times.append(ts)
         self.flags.append(flag)
+        counts = self.flag_counts if self.flag_counts is not None else np.zeros(flag.shape, np.int64)
+        counts += flag
         while ts - self.times[0] > self.window_s:
             self.times.popleft()
-            self.flags.popleft()
-        hazy_cells = np.stack(self.flags).mean(axis=0) >= self.persist if len(self.flags) >= 3 \
+            counts -= self.flags.popleft()
+        self.flag_counts = counts
+        hazy_cells = counts / len(self.flags) >= self.persist if len(self.flags) >= 3 \
             else np.zeros_like(flag)
         rows, cols = self.grid
         # smoke is one spreading plume, not scattered cells (cars over lane markings)
@@ -298,12 +343,6 @@ class SmokeHaze:
         keep = np.zeros(count, bool)
         keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= self.min_cells
         hazy_cells = keep[labels].ravel()
-        hazy = np.zeros(luma.shape, bool)
-        if hazy_cells.any():
-            up = cv2.resize(hazy_cells.reshape(rows, cols).view(np.uint8),
-                            (cols * self.cell, rows * self.cell), interpolation=cv2.INTER_NEAREST)
-            hazy[: rows * self.cell, : cols * self.cell] = up.view(bool) & region[
-                : rows * self.cell, : cols * self.cell]
         area = float(hazy_cells.sum())
         self.areas.append((ts, area))
         while ts - self.areas[0][0] > 60.0:
@@ -315,5 +354,20 @@ class SmokeHaze:
             "edge_loss": float(loss[hazy_cells].mean()) if hazy_cells.any() else 0.0,
             "global": float(hazy_cells.sum() / max(textured.sum(), 1)),
         }
-        self.last = (hazy, measures)
+        self.last = (hazy_cells, measures)
         return self.last
+
+
+def _kth_smallest(images: deque[np.ndarray], k: int) -> np.ndarray:
+    """Per-pixel ``k``-th smallest (0-based) of a few integer images: the k+1 smallest values are
+    kept in order by element-wise min/max (whole-image operations, unlike a per-pixel sort)."""
+    low: list[np.ndarray] = []
+    for image in images:
+        x = image
+        for j, kept in enumerate(low):
+            low[j] = np.minimum(kept, x)
+            if j < k:  # the largest of k+1 is dropped
+                x = np.maximum(kept, x)
+        if len(low) <= k:
+            low.append(x)
+    return low[k]
