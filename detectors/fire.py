@@ -89,7 +89,8 @@ class FireDetector:
         self.haze = SmokeHaze(cell=CELL // 2, sensitivity=self.smoke.sensitivity)
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._half_regions: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
-        self._region_px: dict[tuple[int, int], int] = {}
+        self._region_px: dict[tuple[int, int], tuple[int, bool]] = {}  # fire region: pixels, whole frame
+        self._planes: tuple[np.ndarray, ...] | None = None  # B, G, R buffers of the colour test
         self._last_fire = Finding("fire", False, ready=False)
         self._last_smoke = Finding("smoke", False, ready=False)
         self._areas: deque[tuple[float, float]] = deque()  # (ts, burning area %) for growth
@@ -101,6 +102,8 @@ class FireDetector:
         if (h, w) not in self._masks:
             self._masks[(h, w)] = (region_mask(self.fire.regions, h, w) > 0,
                                    region_mask(self.smoke.regions, h, w) > 0)
+            fire = self._masks[(h, w)][0]
+            self._region_px[(h, w)] = (max(int(np.count_nonzero(fire)), 1), bool(fire.all()))
         return self._masks[(h, w)]
 
     def _smoke_region(self, region: np.ndarray) -> tuple[np.ndarray, int]:
@@ -135,7 +138,12 @@ class FireDetector:
             return Finding("fire", False, ready=False)
         if not self.flicker.due(ts):
             return self._last_fire
-        mask = flame_colour_mask(small, self.red_min) & region
+        if self._planes is None or self._planes[0].shape != small.shape[:2]:
+            self._planes = tuple(np.empty(small.shape[:2], np.uint8) for _ in range(3))
+        mask = flame_colour_mask(small, self.red_min, self._planes)
+        region_px, whole = self._region_px[region.shape]
+        if not whole:
+            mask &= region
         self.flicker.store(ts, mask, luma)
         if len(self.flicker.times) == 1:  # history restarted (new stream or size)
             self._judged.clear()
@@ -143,14 +151,11 @@ class FireDetector:
         if still != self._judging_still:  # never confirm one kind of evidence with the other
             self._judged.clear()
             self._judging_still = still
-        region_px = self._region_px.get(region.shape)
-        if region_px is None:
-            region_px = self._region_px[region.shape] = max(int(np.count_nonzero(region)), 1)
         if still:
             self._last_fire = self._judge_still(small, luma, mask, region_px, ts)
             return self._last_fire
         ready = self.flicker.span_s >= self.fire.min_history_s
-        presence, novelty, shimmer = self.flicker.cell_scores()
+        presence, novelty, shimmer = self.flicker.cell_scores(self.presence_min)
         burning = (presence >= self.presence_min) & (novelty >= self.novelty_min) \
             & (shimmer >= self.shimmer_min)
         boxes, area, strength = self._burning_sites(mask, luma, burning, presence, novelty, region_px)

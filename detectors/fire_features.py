@@ -14,28 +14,39 @@ import cv2
 import numpy as np
 
 
-def flame_colour_mask(bgr: np.ndarray, red_min: int, sat_min: float = 0.4,
-                      hue_min: float = 0.12) -> np.ndarray:
+def flame_colour_mask(bgr: np.ndarray, red_min: int,
+                      planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Pixels whose colour could be flame: bright saturated red-orange-yellow body pixels, plus
     washed-out yellow-white core pixels that touch a body pixel.
 
     Body rule (after Chen et al. 2004 and Celik & Demirel 2009): R >= G > B, R > ``red_min``,
-    HSV saturation (R-B)/R >= ``sat_min`` and hue above pure red, (G-B)/(R-B) >= ``hue_min``.
-    Core: R > 220, G > 170, R >= G >= B within 2 px of the body. Colour only proposes candidates;
-    returns a bool mask.
+    HSV saturation (R-B)/R >= 0.4 and hue above pure red, (G-B)/(R-B) >= 0.12 (both ratios tested
+    exactly in integers). Core: R > 220, G > 170, R >= G >= B within 2 px of the body. Colour only
+    proposes candidates; returns a bool mask. ``planes``: optional B, G, R buffers of the frame's
+    size to split into (saves allocating them every frame).
     """
-    b, g, r = cv2.split(bgr)
-    body = (r > red_min) & (r >= g) & (g > b)  # cheap uint8 tests first, ratios only where needed
-    where = np.flatnonzero(body)
-    if where.size:
-        rb, gb, bb = (c.ravel()[where].astype(np.int16) for c in (r, g, b))
-        chroma = rb - bb
-        body.ravel()[where] = (chroma >= sat_min * rb) & (gb - bb >= hue_min * chroma)
-    if not where.size or not body.any():
+    if planes is None:
+        planes = cv2.split(bgr)
+    else:
+        cv2.mixChannels([bgr], list(planes), [0, 0, 1, 1, 2, 2])
+    b, g, r = planes
+    body = (r > red_min) & (r >= g) & (g > b)  # cheap tests on the whole frame
+    rows = np.flatnonzero(body.any(axis=1))
+    if not rows.size:
         return body  # no body pixel: no core pixel can touch one
+    # the ratio tests and the core only on the rows with candidates (and the core's 2 px reach)
+    band = np.s_[max(rows[0] - 2, 0): rows[-1] + 3]
+    r, g, b, inner = r[band], g[band], b[band], body[band]
+    r16, g16, b16 = r.astype(np.int16), g.astype(np.int16), b.astype(np.int16)
+    chroma = r16 - b16
+    inner &= 5 * chroma >= 2 * r16  # (R-B)/R >= 0.4
+    inner &= 25 * (g16 - b16) >= 3 * chroma  # (G-B)/(R-B) >= 0.12
+    if not inner.any():
+        return body
     core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
-    near_body = cv2.dilate(body.view(np.uint8), _NEAR_BODY).view(bool)
-    return body | (core & near_body)
+    near_body = cv2.dilate(inner.view(np.uint8), _NEAR_BODY).view(bool)
+    inner |= core & near_body
+    return body
 
 
 _NEAR_BODY = np.ones((5, 5), np.uint8)
@@ -55,6 +66,9 @@ class CellFlicker:
     *Shimmer* is the brightness change where the cell was candidate in both frames (a flame flickers
     inside, a creeping car only changes at its edges); *presence* the share of stored
     frames in which the cell held candidates (a passing car leaves quickly).
+
+    Only cells holding candidates are measured; the per-frame results live in fixed arrays with one
+    slot per stored frame (``slots`` lists them oldest first).
     """
 
     def __init__(self, cell: int = 16, window_s: float = 6.0, min_step_s: float = 0.45,
@@ -66,26 +80,30 @@ class CellFlicker:
         self.max_frames = max_frames
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, grid: tuple[int, int] = (0, 0)) -> None:
         """Forget the history (new stream, size change or time going backwards)."""
+        self.grid = grid
+        cells, slots = grid[0] * grid[1], self.max_frames + 1
         self.times: deque[float] = deque()
-        self.shapes: deque[np.ndarray] = deque()  # (cells, cell*cell/8) packed bits per stored frame
-        self.counts: deque[np.ndarray] = deque()  # (cells,) candidate pixels per stored frame
-        self.last_shape: np.ndarray | None = None  # (cells, cell*cell) bool of the last stored frame
+        self.slots: deque[int] = deque()  # the stored frames' slots in the arrays below
+        self._free = list(range(slots))
+        self.bits = np.zeros((slots, cells, self.cell * self.cell // 8), np.uint8)  # packed shapes
+        self.counts = np.zeros((slots, cells), np.int64)  # candidate pixels per cell
+        self.novelty = np.full((slots, cells), np.nan, np.float32)  # NaN where the cell was empty
+        self.shimmer = np.zeros((slots, cells), np.float32)
+        self.present = np.zeros((slots, cells), bool)  # cell held candidates
+        self.present_frames = np.zeros(cells, np.int64)  # stored frames of the window with candidates
         # Full candidate masks, only as many as the rigidity test reads (memory: a camera's state).
         self.masks: deque[np.ndarray] = deque(maxlen=RIGIDITY_PAIRS + 1)
-        self.present: deque[np.ndarray] = deque()  # per stored frame: cell held candidates
-        self.last_lum: np.ndarray | None = None  # cells' grey levels of the last stored frame
-        self.novelty: deque[np.ndarray] = deque()  # per stored frame, NaN where the cell was empty
-        self.shimmer: deque[np.ndarray] = deque()
-        self.grid: tuple[int, int] = (0, 0)
+        self.last_lum: np.ndarray | None = None  # grey image (the grid's crop) of the last stored frame
         self.last_change = 0.0  # mean absolute brightness change at the last store (0..1)
 
-    def _cells(self, image: np.ndarray) -> np.ndarray:
+    def _cells(self, image: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """The pixels of the cells ``which`` (row-major cell indices): (len(which), cell*cell)."""
         rows, cols = self.grid
         c = self.cell
-        cut = image[: rows * c, : cols * c]
-        return cut.reshape(rows, c, cols, c).swapaxes(1, 2).reshape(rows * cols, c * c)
+        blocks = image[: rows * c, : cols * c].reshape(rows, c, cols, c).swapaxes(1, 2)
+        return blocks[which // cols, which % cols].reshape(len(which), c * c)
 
     def due(self, ts: float) -> bool:
         """Whether a frame at ``ts`` would be stored (the analysis only changes then)."""
@@ -95,36 +113,48 @@ class CellFlicker:
         """Add a frame's candidate mask and grey image and measure every cell against the history."""
         grid = (mask.shape[0] // self.cell, mask.shape[1] // self.cell)
         if grid != self.grid or (self.times and ts < self.times[-1]):
-            self.reset()
-            self.grid = grid
-        shape = self._cells(mask)
-        lum = self._cells(luma).astype(np.int16)
-        counts = shape.sum(axis=1)
-        novelty = np.full(len(counts), np.nan, np.float32)
-        shimmer = np.zeros(len(counts), np.float32)
-        occupied = counts > 0
-        bits = np.packbits(shape, axis=1)  # 8 pixels a byte: the IoUs count bits, not bools
-        if len(self.shapes) >= self.min_past and occupied.any():
-            past = np.stack([old[occupied] for old in self.shapes])  # (frames, cells, bytes)
-            inter = np.bitwise_count(past & bits[occupied]).sum(axis=2, dtype=np.int64)
-            union = np.stack([old[occupied] for old in self.counts]) + counts[occupied] - inter
-            best = np.max(np.where(union > 0, inter / np.maximum(union, 1), 0.0), axis=0)
-            novelty[occupied] = 1.0 - best
-            now = shape[occupied]
-            prev_shape, prev_lum = self.last_shape[occupied], self.last_lum[occupied]
-            lit = now & prev_shape  # inside the flame in both frames: rigid objects do not change there
-            diff = np.abs(lum[occupied] - prev_lum) * lit
-            shimmer[occupied] = diff.sum(axis=1) / np.maximum(lit.sum(axis=1), 1) / 255.0
-        self.last_change = (float(np.abs(lum - self.last_lum).mean()) / 255.0
-                            if self.last_lum is not None else 0.0)
-        self.last_lum, self.last_shape = lum, shape
-        queues = (self.times, self.shapes, self.counts, self.novelty, self.shimmer, self.present)
-        for queue, item in zip(queues, (ts, bits, counts, novelty, shimmer, occupied)):
-            queue.append(item)
+            self.reset(grid)
+        rows, cols = grid
+        c = self.cell
+        crop = np.s_[: rows * c, : cols * c]
+        lum = luma[crop]
+        slot = self._free.pop()
+        counts, novelty, shimmer = self.counts[slot], self.novelty[slot], self.shimmer[slot]
+        counts[:] = 0
+        if cv2.countNonZero(mask[crop].view(np.uint8)):  # pixels per cell from the integral image
+            corners = cv2.integral(mask[crop].view(np.uint8), sdepth=cv2.CV_32S)[::c, ::c]
+            counts[:] = (corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]).ravel()
+        occupied = np.flatnonzero(counts)
+        novelty[:] = np.nan
+        shimmer[:] = 0.0
+        self.bits[slot] = 0
+        change = cv2.absdiff(lum, self.last_lum) if self.last_lum is not None else None
+        if occupied.size:
+            shape = self._cells(mask, occupied)
+            bits = np.packbits(shape, axis=1)  # 8 pixels a byte: the IoUs count bits, not bools
+            self.bits[slot, occupied] = bits
+            if len(self.slots) >= self.min_past:
+                past = np.fromiter(self.slots, np.intp, len(self.slots))
+                inter = np.bitwise_count(self.bits[np.ix_(past, occupied)] & bits).sum(axis=2, dtype=np.int64)
+                union = self.counts[np.ix_(past, occupied)] + counts[occupied] - inter
+                best = np.max(np.where(union > 0, inter / np.maximum(union, 1), 0.0), axis=0)
+                novelty[occupied] = 1.0 - best
+                # inside the flame in both frames: rigid objects do not change there
+                lit = shape & self._cells(self.masks[-1], occupied)
+                diff = self._cells(change, occupied) * lit
+                shimmer[occupied] = diff.sum(axis=1) / np.maximum(lit.sum(axis=1), 1) / 255.0
+        self.last_change = cv2.sumElems(change)[0] / change.size / 255.0 if change is not None else 0.0
+        self.last_lum = lum
+        self.present[slot] = counts > 0
+        self.present_frames += self.present[slot]
+        self.times.append(ts)
+        self.slots.append(slot)
         self.masks.append(mask)
         while len(self.times) > self.max_frames or ts - self.times[0] > self.window_s:
-            for queue in queues:
-                queue.popleft()
+            self.times.popleft()
+            old = self.slots.popleft()
+            self.present_frames -= self.present[old]
+            self._free.append(old)
         while len(self.masks) > len(self.times):
             self.masks.popleft()
 
@@ -132,17 +162,21 @@ class CellFlicker:
     def span_s(self) -> float:
         return self.times[-1] - self.times[0] if self.times else 0.0
 
-    def cell_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per cell over the window: presence (0..1), mean novelty and mean shimmer when judged."""
+    def cell_scores(self, presence_min: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell over the window: presence (0..1), mean novelty and mean shimmer when judged.
+        Novelty and shimmer are only averaged when some cell reaches ``presence_min`` (else 0)."""
         n = self.grid[0] * self.grid[1]
         if len(self.times) <= self.min_past or n == 0:
             return np.zeros(n), np.zeros(n), np.zeros(n)
-        presence = np.stack(self.present).mean(axis=0)
-        novelty = np.stack(self.novelty)
+        presence = self.present_frames / len(self.times)
+        if not (presence >= presence_min).any():
+            return presence, np.zeros(n), np.zeros(n)
+        slots = np.fromiter(self.slots, np.intp, len(self.slots))
+        novelty = self.novelty[slots]
         judged = ~np.isnan(novelty)
         hits = np.maximum(judged.sum(axis=0), 1)
         mean_novelty = np.where(judged, novelty, 0.0).sum(axis=0) / hits
-        mean_shimmer = np.where(judged, np.stack(self.shimmer), 0.0).sum(axis=0) / hits
+        mean_shimmer = np.where(judged, self.shimmer[slots], 0.0).sum(axis=0) / hits
         return presence, mean_novelty, mean_shimmer
 
     def rigidity(self, box: tuple[int, int, int, int], pairs: int = RIGIDITY_PAIRS) -> tuple[float, float]:
@@ -150,26 +184,29 @@ class CellFlicker:
         aligning their centroids, and without aligning. A moving rigid object matches well only
         once aligned; a steady or flickering fire gains nothing from the alignment."""
         x, y, w, h = box
-        crops = [m[y:y + h, x:x + w] for m in list(self.masks)[-(pairs + 1):]]
-        pairs_ = [(a, b) for a, b in zip(crops, crops[1:]) if a.any() and b.any()]
+        crops = [m[y:y + h, x:x + w].view(np.uint8) for m in list(self.masks)[-(pairs + 1):]]
+        moments = [cv2.moments(m, binaryImage=True) for m in crops]
+        pairs_ = [(a, b, ma, mb) for a, b, ma, mb in zip(crops, crops[1:], moments, moments[1:])
+                  if ma["m00"] and mb["m00"]]
         if not pairs_:
             return 0.0, 0.0
-        aligned = float(np.mean([_aligned_iou(a, b) for a, b in pairs_]))
-        raw = float(np.mean([np.count_nonzero(a & b) / np.count_nonzero(a | b) for a, b in pairs_]))
+        aligned = float(np.mean([_aligned_iou(*p) for p in pairs_]))
+        raw = float(np.mean([cv2.countNonZero(a & b) / cv2.countNonZero(a | b) for a, b, _, _ in pairs_]))
         return aligned, raw
 
 
-def _aligned_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two masks after shifting ``a`` so the centroids coincide (rigid motion removed)."""
-    ya, xa = np.nonzero(a)
-    yb, xb = np.nonzero(b)
-    dy = int(round(yb.mean() - ya.mean()))
-    dx = int(round(xb.mean() - xa.mean()))
+def _aligned_iou(a: np.ndarray, b: np.ndarray, ma: dict, mb: dict) -> float:
+    """IoU of two 0/1 masks after shifting ``a`` so the centroids coincide (rigid motion removed);
+    ``ma``, ``mb`` are their image moments."""
+    dy = int(round(mb["m01"] / mb["m00"] - ma["m01"] / ma["m00"]))
+    dx = int(round(mb["m10"] / mb["m00"] - ma["m10"] / ma["m00"]))
     h, w = a.shape
-    ya2, xa2 = ya + dy, xa + dx
-    keep = (ya2 >= 0) & (ya2 < h) & (xa2 >= 0) & (xa2 < w)
-    inter = int(b[ya2[keep], xa2[keep]].sum())
-    union = len(ya) + len(yb) - inter
+    inter = 0
+    if abs(dy) < h and abs(dx) < w:  # a's pixel (y, x) lands on b's (y + dy, x + dx)
+        moved = a[max(-dy, 0): h - max(dy, 0), max(-dx, 0): w - max(dx, 0)]
+        under = b[max(dy, 0): h - max(-dy, 0), max(dx, 0): w - max(-dx, 0)]
+        inter = cv2.countNonZero(moved & under)
+    union = int(ma["m00"]) + int(mb["m00"]) - inter
     return inter / union if union else 1.0
 
 
