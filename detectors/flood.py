@@ -1,7 +1,8 @@
 """Flood detection: water evidence in the road region against a dry reference.
 
-Per frame (at ~320 px wide) every road pixel is tested for standing water from the frame alone
-(texture loss, low saturation, horizontal ripple/reflection structure, see ``flood_features``).
+Per frame (at ~320 px wide, the evidence kept on a grid of 2x2 px cells) every road cell is tested
+for standing water from the frame alone (texture loss, low saturation, horizontal
+ripple/reflection structure, see ``flood_features``).
 Once the camera has shown enough frames judged dry, a per-pixel dry reference (running median
 of texture and orientation, so passing cars do not count) is used instead: a pixel only counts
 as water if it *changed* toward water (its texture dropped well below the dry reference, or
@@ -31,14 +32,17 @@ from pydantic import Field
 
 from detectors.base import DetectorSettings, Finding, region_mask, working_size
 from detectors.flood_features import (
+    CELL,
     ORIENTATION_WINDOW,
     DryReference,
     WaterThresholds,
     clean_mask,
+    mask_to_cells,
     mirror_puddles,
     shrink,
     surface_mask,
     thumbnail,
+    to_cells,
     water_level_index,
     water_mask,
     water_maps,
@@ -122,29 +126,42 @@ class FloodDetector:
         context = ~mask
         context = context if context.mean() >= 0.15 else np.ones_like(mask)
         self._context = context.astype(np.uint8) * 255
-        self._context_on = context
+        self._context_px = max(int(np.count_nonzero(context)), 1)
+        # Share of each thumbnail cell outside the context: filled with the context's brightness.
+        self._thumb_fill = 1.0 - thumbnail(context.astype(np.float32))
         # Work only on the rows holding the region (plus the filter margin): the sky is skipped.
+        # The span is cut to whole grid cells (even row count and width).
         rows = np.flatnonzero(mask.any(axis=1))
         pad = ORIENTATION_WINDOW // 2 + 1
         top, bottom = (0, height)
         if rows.size:
             top, bottom = max(0, int(rows[0]) - pad), min(height, int(rows[-1]) + 1 + pad)
+        top -= top % CELL
+        bottom -= (bottom - top) % CELL
         self._rows = (top, bottom)
-        self._region = mask[top:bottom]
+        self._cols = width - width % CELL
+        self._region_full = mask[top:bottom, : self._cols]
+        self._region = mask_to_cells(self._region_full) if bottom > top and self._cols else \
+            np.zeros((0, 0), bool)
         self._region_px = int(np.count_nonzero(self._region))
         self._reset_scene()
 
     def _scene_changed(self, gray: np.ndarray) -> bool:
-        """True once the view outside the road differed from the reference for a few frames."""
-        brightness = cv2.mean(gray, mask=self._context)[0]
-        filled = np.full(gray.shape, np.uint8(brightness))
-        np.copyto(filled, gray, where=self._context_on)
-        thumb = thumbnail(filled)
+        """True once the view outside the road differed from the reference for a few frames.
+        Compared on a brightness-normalised thumbnail of the context (road filled with the
+        context's mean brightness) and by the context's mean brightness itself."""
+        outside = cv2.bitwise_and(gray, self._context)
+        brightness = cv2.sumElems(outside)[0] / self._context_px
+        thumb = thumbnail(outside)
+        thumb += self._thumb_fill * np.float32(brightness)
+        mean, std = cv2.meanStdDev(thumb)
+        thumb -= np.float32(mean[0, 0])
+        thumb *= np.float32(1.0 / (std[0, 0] + 8.0))
         if self._scene_thumb is None:
             self._scene_thumb, self._scene_brightness = thumb, brightness
             return False
         ratio = (brightness + 10.0) / (self._scene_brightness + 10.0)
-        differs = float(np.abs(thumb - self._scene_thumb).mean()) > self.settings.scene_change
+        differs = cv2.norm(thumb, self._scene_thumb, cv2.NORM_L1) / thumb.size > self.settings.scene_change
         if differs or not (1 / 1.6 < ratio < 1.6):
             self._changed_frames += 1
         else:
@@ -169,11 +186,13 @@ class FloodDetector:
         if self._scene_changed(gray):
             self._puddles = None
         top, bottom = self._rows
-        maps = water_maps(small[top:bottom], gray[top:bottom])
-
-        usable = self._region & maps.valid
-        usable_px = int(np.count_nonzero(usable))
-        if usable_px < 0.25 * max(self._region_px, 1):
+        rows, gray_rows = small[top:bottom, : self._cols], gray[top:bottom, : self._cols]
+        if self._region_px:
+            cells = to_cells(rows)
+            maps = water_maps(cells, gray_rows)
+            usable = self._region & maps.valid
+            usable_px = int(np.count_nonzero(usable))
+        if not self._region_px or usable_px < 0.25 * self._region_px:
             measurements = dict.fromkeys(("flooded_pct", "flooded_pct_smoothed", "puddle_pct",
                                           "water_level_index", "reference_frames"), 0.0)
             return [Finding("flood", False, 0.0, measurements, ready=False)]
@@ -181,8 +200,8 @@ class FloodDetector:
         reference = self._reference
         mature = reference is not None and reference.mature
         if self._puddles is None or not 0.0 <= ts - self._puddles_ts < PUDDLE_INTERVAL_S:
-            self._puddles = mirror_puddles(small[top:bottom], gray[top:bottom], self._region,
-                                           self.pixel_rule.max_texture)
+            self._puddles = mask_to_cells(mirror_puddles(rows, gray_rows, self._region_full,
+                                                         self.pixel_rule.max_texture))
             self._puddles_ts = ts
         puddles = self._puddles
         if mature:
@@ -222,7 +241,8 @@ class FloodDetector:
             "water_level_index": round(water_level_index(water, self._region), 3),
             "reference_frames": float(reference.samples if reference else 0),
         }
-        norm = [(x / width, (y + top) / height, w / width, h / height) for x, y, w, h in boxes[:5]]
+        norm = [(CELL * x / width, (CELL * y + top) / height, CELL * w / width, CELL * h / height)
+                for x, y, w, h in boxes[:5]]
         return [Finding("flood", self.active, round(confidence, 3), measurements, tuple(norm))]
 
     def _smoothing_weight(self, ts: float) -> float:

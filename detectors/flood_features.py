@@ -9,7 +9,9 @@ Standing water seen by a street camera differs from dry asphalt in three measura
   horizontal bands, so vertical intensity gradients dominate horizontal ones. Dry roads in
   perspective show the opposite (lanes, kerbs and tyre tracks run toward the vanishing point).
 
-``water_maps`` computes these maps once per frame; ``water_mask`` thresholds them.
+``water_maps`` computes these maps once per frame, on a grid of 2x2 px cells (~160x90: water
+spreads over metres and minutes, so the grid loses nothing, and everything after the
+per-pixel derivatives costs a quarter); ``water_mask`` thresholds them.
 
 A fourth cue finds calm puddles too small or too clear for the rules above: **sky mirrors**.
 In daylight a still water surface reflects the sky, so a puddle on asphalt, sand or gravel is a
@@ -27,15 +29,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-TEXTURE_WINDOW = 7  # px at working size: local texture and colour statistics
 ORIENTATION_WINDOW = 15  # px at working size: structure tensor for ripple orientation
+CELL = 2  # px: the maps are kept on a grid of CELL x CELL px cells (derivatives are per pixel)
+TEXTURE_CELLS = 3  # cells: window of the local texture and colour statistics (6 px)
+ORIENTATION_CELLS = 7  # cells: window of the structure tensor (14 px, ~ORIENTATION_WINDOW)
 MIN_VALUE = 35  # darker pixels (night, letterbox bars) carry no water evidence
 MAX_VALUE = 240  # blown-out pixels neither
 
 
 @dataclass(frozen=True)
 class WaterMaps:
-    """Per-pixel measurements of one frame at working size (arrays of the same height, width)."""
+    """Per-cell measurements of one frame on the CELL grid (arrays of the same height, width)."""
 
     texture: np.ndarray  # float32: mean |Laplacian| / (local brightness + 20) * 100
     orientation: np.ndarray  # float32: (Eyy - Exx) / (Eyy + Exx), -1 (vertical) .. 1 (horizontal)
@@ -43,7 +47,7 @@ class WaterMaps:
 
     @property
     def valid(self) -> np.ndarray:
-        """Pixels bright enough and not saturated: the only ones that can show evidence."""
+        """Cells bright enough and not saturated: the only ones that can show evidence."""
         return cv2.inRange(self.hsv[..., 2], MIN_VALUE + 1, MAX_VALUE - 1) > 0
 
 
@@ -58,25 +62,35 @@ def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def water_maps(frame_small: np.ndarray, gray: np.ndarray | None = None) -> WaterMaps:
-    """Compute the texture, colour and orientation maps of a BGR uint8 working-size frame
-    (``gray``: its uint8 grey image, if already at hand)."""
-    hsv = cv2.cvtColor(frame_small, cv2.COLOR_BGR2HSV)
-    if gray is None:
-        gray = cv2.cvtColor(frame_small, cv2.COLOR_BGR2GRAY)
-    win = (TEXTURE_WINDOW, TEXTURE_WINDOW)
-    local = cv2.blur(hsv, win)  # uint8 box mean: fast, 0.5 level rounding
-    laplacian = cv2.Laplacian(gray, cv2.CV_32F, ksize=1)
+def to_cells(image: np.ndarray) -> np.ndarray:
+    """Mean of each CELL x CELL block (``image``: even height and width; a bilinear resize by
+    exactly 1/2 is the 2x2 mean)."""
+    return cv2.resize(image, (image.shape[1] // CELL, image.shape[0] // CELL),
+                      interpolation=cv2.INTER_LINEAR)
+
+
+def mask_to_cells(mask: np.ndarray) -> np.ndarray:
+    """A bool mask at working size (even height and width) to the grid: cells at least half set."""
+    return to_cells(np.ascontiguousarray(mask).view(np.uint8) * np.uint8(255)) >= 128
+
+
+def water_maps(cells_bgr: np.ndarray, gray: np.ndarray) -> WaterMaps:
+    """Compute the texture, colour and orientation maps on the grid from a frame's uint8 grey
+    image at working size (even height and width) and its BGR cell means (``to_cells``).
+    Laplacian and gradients are taken per pixel, their magnitudes and products averaged per
+    cell, then over the windows: the fine asphalt grain still counts as texture."""
+    local = cv2.blur(cv2.cvtColor(cells_bgr, cv2.COLOR_BGR2HSV), (TEXTURE_CELLS, TEXTURE_CELLS))
+    gray_f = gray.astype(np.float32)  # float in: OpenCV's float filters are the fast ones here
+    laplacian = cv2.Laplacian(gray_f, cv2.CV_32F, ksize=1)
     np.abs(laplacian, out=laplacian)
-    texture = cv2.blur(laplacian, win)  # in place below: no float temporaries
+    texture = cv2.blur(to_cells(laplacian), (TEXTURE_CELLS, TEXTURE_CELLS))
     texture *= 100.0
     texture /= local[..., 2].astype(np.float32) + 20.0
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-    owin = (ORIENTATION_WINDOW, ORIENTATION_WINDOW)
-    # one channel at a time: same sums as a merged 2-channel blur, without merge/split copies
-    exx = cv2.blur(cv2.multiply(gx, gx), owin)
-    eyy = cv2.blur(cv2.multiply(gy, gy), owin)
+    owin = (ORIENTATION_CELLS, ORIENTATION_CELLS)
+    gx, gy = cv2.spatialGradient(gray)  # 3x3 Sobel pair, int16
+    gx, gy = gx.astype(np.float32), gy.astype(np.float32)
+    exx = cv2.blur(to_cells(cv2.multiply(gx, gx)), owin)
+    eyy = cv2.blur(to_cells(cv2.multiply(gy, gy)), owin)
     orientation = eyy - exx
     orientation /= eyy + exx + 1.0
     return WaterMaps(texture, orientation, local)
@@ -113,8 +127,9 @@ def water_mask(maps: WaterMaps, th: WaterThresholds) -> np.ndarray:
     return surface_mask(maps, th) & (maps.orientation > th.min_orientation)
 
 
-_CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-_OPEN_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+# On the grid: a 3x3 disc closes ~5 px gaps, a 2x2 opening drops specks narrower than ~4 px.
+_CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_OPEN_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (2, 2))
 
 
 def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
@@ -130,7 +145,14 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tup
     kept = np.flatnonzero(keep)
     kept = kept[np.argsort(-stats[kept, cv2.CC_STAT_AREA], kind="stable")]
     boxes = [tuple(int(v) for v in stats[i, :4]) for i in kept]
-    return keep[labels], boxes
+    if kept.size == count - 1:  # nothing dropped (also: nothing there)
+        return m > 0, boxes
+    if kept.size > 8:
+        return np.take(keep.view(np.uint8), labels).view(bool), boxes
+    cleaned = np.zeros(mask.shape, bool)  # a few sheets among specks: copy them box by box
+    for (x, y, w, h), i in zip(boxes, kept):
+        cleaned[y:y + h, x:x + w] |= labels[y:y + h, x:x + w] == i
+    return cleaned, boxes
 
 
 MIRROR_MIN_BLUE = 8  # Cb (blue-difference chroma) levels: the patch is this much bluer than the
@@ -145,61 +167,58 @@ def _median_u8(channel: np.ndarray, mask: np.ndarray) -> float:
     return float(np.searchsorted(cumulative, 0.5 * cumulative[-1])) if cumulative[-1] else 0.0
 
 
-def _row_span(labels: np.ndarray) -> tuple[int, int]:
-    """First and last+1 rows holding any labelled pixel, widened by one row for the filters."""
-    rows = np.flatnonzero(labels.any(axis=1))
-    return max(0, int(rows[0]) - 1), min(labels.shape[0], int(rows[-1]) + 2)
-
-
 def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray,
                    max_texture: float) -> np.ndarray:
     """Calm water mirroring a blue sky: patches of the region brighter than the region's ground
     (median), bluer than grey and the ground and than their own rim (a sharp colour edge), with
     a core (eroded by 1 px) whose median 3x3 texture is below ``max_texture``, at least as wide
     as tall (flat water seen in perspective), not reaching the region's top edge (the sky or the
-    sea beyond the road), and at least 0.1 % of the region. Returns a bool mask of the patches."""
-    luma, _, blue = cv2.split(cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb))  # blue: Cb, 128 = grey
+    sea beyond the road), and at least 0.1 % of the region. Returns a bool mask of the patches.
+    ``gray`` is the frame's grey image (its luma). The shape tests run first, on all patches at
+    once; the colour and texture tests only on the few patches that pass them."""
+    blue = cv2.extractChannel(cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb), 2)  # Cb, 128 = grey
     region_u8 = np.ascontiguousarray(region).view(np.uint8)
-    min_area = max(4, 0.001 * np.count_nonzero(region))
-    ground_y, ground_b = _median_u8(luma, region_u8), _median_u8(blue, region_u8)
-    candidate = (region & (blue > max(ground_b, 128) + MIRROR_MIN_BLUE)
-                 & (luma > ground_y + MIRROR_MIN_BRIGHT)).view(np.uint8)
-    if np.count_nonzero(candidate) < min_area:
-        return np.zeros(region.shape, bool)
+    region_px = cv2.countNonZero(region_u8)
+    min_area = max(4, 0.001 * region_px)
+    ground_y, ground_b = _median_u8(gray, region_u8), _median_u8(blue, region_u8)
+    candidate = cv2.threshold(blue, max(ground_b, 128) + MIRROR_MIN_BLUE, 1, cv2.THRESH_BINARY)[1]
+    candidate &= region_u8
+    candidate &= cv2.threshold(gray, ground_y + MIRROR_MIN_BRIGHT, 1, cv2.THRESH_BINARY)[1]
+    puddles = np.zeros(region.shape, bool)
+    if cv2.countNonZero(candidate) < min_area:
+        return puddles
     candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8, ltype=cv2.CV_16U)
-    if count <= 1:
-        return np.zeros(region.shape, bool)
-    # Per-patch means over the patch and over the ring of ground around it, from the few pixels
-    # involved (bincount over the whole frame would cost more than everything else).
-    ring_labels = cv2.dilate(labels, np.ones((MIRROR_RING, MIRROR_RING), np.uint8))
-    ring_labels[candidate > 0] = 0
-    inside, ring = np.flatnonzero(labels), np.flatnonzero(ring_labels)
-    patch_of, ring_of = labels.ravel()[inside], ring_labels.ravel()[ring]
+    top = cv2.boundingRect(region_u8)[1]
+    x, y, w, h, area = (stats[:, i] for i in range(5))
+    shaped = np.flatnonzero((area >= min_area) & (w >= h) & (y > top + 1))
+    pad = MIRROR_RING // 2 + 2  # the rim's dilation reads 2 px further: results as on the whole frame
+    for patch in shaped[shaped > 0]:
+        rows = slice(max(0, y[patch] - pad), y[patch] + h[patch] + pad)
+        cols = slice(max(0, x[patch] - pad), x[patch] + w[patch] + pad)
+        if _mirrors_sky(labels[rows, cols], patch, candidate[rows, cols], blue[rows, cols],
+                        gray[rows, cols], max_texture):
+            puddles[rows, cols] |= labels[rows, cols] == patch
+    return puddles
 
-    def mean(values: np.ndarray, pixels: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        sums = np.bincount(owner, weights=values.ravel()[pixels], minlength=count)
-        return sums / np.maximum(np.bincount(owner, minlength=count), 1)
 
-    bluer = mean(blue, inside, patch_of) > mean(blue, ring, ring_of) + MIRROR_MIN_BLUE
-    # Median 3x3 texture of each patch's core (eroded by 1 px) below max_texture, i.e. most core
-    # pixels smooth; a patch without a core is too thin to show that it is smooth inside.
-    rows = slice(*_row_span(labels))
-    texture = cv2.blur(np.abs(cv2.Laplacian(gray[rows], cv2.CV_32F, ksize=1)), (3, 3)) * 100.0 / (
-        cv2.blur(gray[rows], (3, 3)).astype(np.float32) + 20.0)
-    core = np.flatnonzero(cv2.erode(candidate[rows], np.ones((3, 3), np.uint8)))
-    core_of = labels[rows].ravel()[core]
-    core_px = np.bincount(core_of, minlength=count)
-    smooth = (core_px > 0) & (np.bincount(core_of, weights=texture.ravel()[core] < max_texture,
-                                          minlength=count) > 0.5 * core_px)
-    region_rows = np.flatnonzero(region.any(axis=1))
-    top = int(region_rows[0]) if region_rows.size else 0
-    keep = (bluer & smooth
-            & (stats[:, cv2.CC_STAT_WIDTH] >= stats[:, cv2.CC_STAT_HEIGHT])
-            & (stats[:, cv2.CC_STAT_TOP] > top + 1)
-            & (stats[:, cv2.CC_STAT_AREA] >= min_area))
-    keep[0] = False
-    return keep[labels]
+def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, blue: np.ndarray,
+                 gray: np.ndarray, max_texture: float) -> bool:
+    """Whether one patch (``labels == patch`` in this window) is bluer than its rim (the ring of
+    ground around it; a ring pixel between patches belongs to the higher label) and smooth:
+    the median 3x3 texture of its core (eroded by 1 px) below ``max_texture``."""
+    inside = (labels == patch).view(np.uint8)
+    ring = (cv2.dilate(labels, np.ones((MIRROR_RING, MIRROR_RING), np.uint8)) == patch).view(np.uint8)
+    ring[candidate > 0] = 0
+    if cv2.mean(blue, mask=inside)[0] <= cv2.mean(blue, mask=ring)[0] + MIRROR_MIN_BLUE:  # 0 if no ring
+        return False
+    core = cv2.erode(candidate, np.ones((3, 3), np.uint8)) & inside
+    core_px = cv2.countNonZero(core)
+    if not core_px:  # too thin to show that it is smooth inside
+        return False
+    texture = cv2.blur(np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=1)), (3, 3)) * 100.0 / (
+        cv2.blur(gray, (3, 3)).astype(np.float32) + 20.0)
+    return np.count_nonzero((texture < max_texture) & (core > 0)) > 0.5 * core_px
 
 
 class DryReference:
@@ -258,8 +277,8 @@ class DryReference:
         self.samples += 1
         self._texture = None
         log_texture = np.log(texture + self.TEXTURE_FLOOR)
-        present = np.zeros(texture.shape, np.float32) if puddles is None else puddles.astype(np.float32)
         if not self.mature:
+            present = np.zeros(texture.shape, np.float32) if puddles is None else puddles.astype(np.float32)
             self._warmup.append((log_texture, orientation.copy(), present))
             if len(self._warmup) == self.WARMUP:
                 self._log_texture, self._orientation, self._puddles = (
@@ -267,9 +286,17 @@ class DryReference:
                 self._warmup = []
             return
         step = self.MIN_INTERVAL_S / self.span_s  # a change of 1 (log texture) takes ~span_s
-        self._log_texture += step * np.sign(log_texture - self._log_texture)
-        self._orientation += step * np.sign(orientation - self._orientation)
-        self._puddles += step * np.sign(present - self._puddles)
+        _nudge(self._log_texture, log_texture, step)
+        _nudge(self._orientation, orientation, step)
+        if (puddles is not None and puddles.any()) or self._puddles.any():  # else all stay 0
+            _nudge(self._puddles, np.zeros(texture.shape, np.float32) if puddles is None
+                   else puddles.astype(np.float32), step)
+
+
+def _nudge(reference: np.ndarray, sample: np.ndarray, step: float) -> None:
+    """One step of the approximate running median, in place: ``reference`` moves ``step``
+    toward ``sample`` (no move where equal)."""
+    reference += step * np.sign(sample - reference)
 
 
 def _median_of_frames(stack: np.ndarray) -> np.ndarray:
@@ -281,10 +308,12 @@ def _median_of_frames(stack: np.ndarray) -> np.ndarray:
     return np.partition(stack, middle, axis=0)[middle].copy()
 
 
-def thumbnail(gray: np.ndarray, size: tuple[int, int] = (32, 24)) -> np.ndarray:
-    """A tiny brightness-normalised image for scene-change checks (zero mean, unit scale)."""
-    t = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    return (t - t.mean()) / (t.std() + 8.0)
+def thumbnail(image: np.ndarray, max_width: int = 40) -> np.ndarray:
+    """Halve ``image`` by 2x2 means (dropping an odd last row or column) until it is at most
+    ``max_width`` wide: a tiny float32 version for scene-change checks (cheap exact halvings)."""
+    while image.shape[1] > max_width and min(image.shape[:2]) >= 2 * CELL:
+        image = to_cells(image[: image.shape[0] - image.shape[0] % 2, : image.shape[1] - image.shape[1] % 2])
+    return image.astype(np.float32)
 
 
 def water_level_index(water: np.ndarray, region: np.ndarray, row_cover: float = 0.5) -> float:
@@ -292,12 +321,14 @@ def water_level_index(water: np.ndarray, region: np.ndarray, row_cover: float = 
     counted from the bottom, that are at least ``row_cover`` covered by water, up to the
     highest such row. A proxy for depth: water spreading toward the horizon over a road that
     slopes away from the camera means a higher level, with no reference markers needed."""
-    rows = np.flatnonzero(region.any(axis=1))
+    region_u8 = np.ascontiguousarray(region).view(np.uint8)
+    region_count = cv2.reduce(region_u8, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    rows = np.flatnonzero(region_count)
     if rows.size == 0:
         return 0.0
-    region_count = region[rows].sum(axis=1)
-    cover = (water[rows] & region[rows]).sum(axis=1) / np.maximum(region_count, 1)
-    wet = np.flatnonzero(cover >= row_cover)
+    wet_region = cv2.bitwise_and(np.ascontiguousarray(water).view(np.uint8), region_u8)
+    wet_count = cv2.reduce(wet_region, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    wet = np.flatnonzero(wet_count[rows] >= row_cover * region_count[rows])
     if wet.size == 0:
         return 0.0
     return float((rows.size - wet.min()) / rows.size)

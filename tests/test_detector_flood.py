@@ -219,6 +219,18 @@ def test_region_limits_where_water_counts():
     assert top.measurements["flooded_pct"] < 5
 
 
+@pytest.mark.parametrize("size", [(640, 360), (241, 137)])
+def test_box_covers_the_water_at_any_frame_size(size):
+    """The evidence is kept on a grid of 2x2 px cells: boxes still land where the water is, also
+    for a frame smaller than the working width with odd sides (no upscaling, last row dropped)."""
+    frame = cv2.resize(Street(seed=10).frame(0.0, water_top=0.62, car=False), size,
+                       interpolation=cv2.INTER_AREA)
+    last = _run([(i * 0.5, frame) for i in range(10)])[-1]
+    assert last.active and last.boxes
+    x, y, w, h = last.boxes[0]
+    assert 0.6 < y < 0.7 and y + h > 0.97 and w > 0.9
+
+
 def test_sensitivity_shifts_the_threshold():
     frame = Street(seed=11).frame(0.0, water_top=0.86, car=False)  # a shallow band of water
     flags = {}
