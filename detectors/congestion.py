@@ -6,7 +6,9 @@ Per frame, on a ~320 px wide grey copy, compared with the newest kept frame at l
 * **road zone** - lanes learned from motion: cells that changed join the zone and stay for
   ``zone_memory_s`` (10 min), so a queue that stops stays in it. Until enough motion was seen (and
   for stills) the zone is the smooth grey surface (asphalt) with the holes vehicles punch in it
-  closed. Green vegetation never counts.
+  closed. Green vegetation never counts. The colour masks (vegetation, grey road) and the asphalt
+  zone follow the scene, not each vehicle: they are worked out every 2 s of frame time, and at
+  once when much of the frame changed.
 * **occupancy** - share of the zone covered by vehicle texture (local contrast). Single-frame
   evidence: stopped vehicles never fade into a background model, and stills can be judged.
 * **motion** - the most contrasted changed spots are tracked with pyramidal Lucas-Kanade and a
@@ -34,19 +36,22 @@ from detectors.congestion_features import (
     asphalt_mask,
     changed_mask,
     coarse,
+    colour_masks,
     count,
     count_vehicles,
     lanes_from_motion,
     local_contrast,
     road_zone_from_asphalt,
     shrink,
+    smooth,
     track_motion,
-    vegetation_mask,
     vehicle_texture,
 )
 
 LEVELS = ("free", "free", "free", "medium", "medium", "heavy")  # by LOS A..F
 FREE_FLOW = 0.85  # share of moving spots above the crawl speed that counts as free-flow speed
+_SQUARE5 = np.ones((5, 5), np.uint8)
+MASK_REFRESH_S = 2.0  # frame time between re-computations of the colour masks and asphalt zone
 
 
 class CongestionSettings(DetectorSettings):
@@ -124,7 +129,7 @@ class CongestionDetector:
     def __init__(self, settings: CongestionSettings | None = None) -> None:
         self.settings = settings or CongestionSettings()
         self._shape: tuple[int, int] | None = None
-        self._history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()  # ts, grey, contrast
+        self._history: deque[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = deque()
         self._last_ts: float | None = None
         self._rigidity: float | None = None
         self._rigidity_ts = 0.0
@@ -135,23 +140,26 @@ class CongestionDetector:
         self._history.clear()
         self._last_ts = None
         self._rigidity = None
-        self._mask = region_mask(self.settings.regions, *shape) > 0
-        self._region_px = max(1, int(self._mask.sum()))
+        self._mask = region_mask(self.settings.regions, *shape)
+        self._whole_frame = not self.settings.regions
+        self._region_px = max(1, count(self._mask))
         self._structure = np.zeros(shape, np.float32)  # running share of time textured at free flow
+        self._not_structure = np.full(shape, 255, np.uint8)
         self._structure_ts: float | None = None
         coarse_shape = (max(1, shape[0] // 4), max(1, shape[1] // 4))
         self._motion_seen = np.full(coarse_shape, -np.inf, np.float64)  # last motion ts per cell
-
-    def _structure_mask(self) -> np.ndarray:
-        """Pixels textured most of the time while traffic flowed freely: markings, kerbs, parked
-        cars. Never learned from congested frames, so a stopped queue does not join it."""
-        return self._structure > 0.5
+        self._masks_ts: float | None = None  # when the colour masks were last worked out
+        self._lanes_key: np.ndarray | None = None  # the recent-motion cells the lanes came from
 
     def _learn_structure(self, texture: np.ndarray, ts: float) -> None:
+        """Fold a free-flowing frame's texture into the structure: pixels textured most of the
+        time while traffic flowed freely (markings, kerbs, parked cars). Never learned from
+        congested frames, so a stopped queue does not join it."""
         dt = ts - self._structure_ts if self._structure_ts is not None else 0.5
         self._structure_ts = ts
         alpha = 1.0 - math.exp(-min(max(dt, 0.0), 5.0) / self.settings.structure_learn_s)
-        cv2.accumulateWeighted(texture.view(np.uint8), self._structure, alpha)
+        cv2.accumulateWeighted(texture, self._structure, alpha)
+        self._not_structure = cv2.compare(self._structure, 127.5, cv2.CMP_LE)
 
     def _update_rigidity(self, rigid: float | None, ts: float) -> float:
         """Running (~30 s) mean of the moving spots' rigidity; 1 until measured."""
@@ -164,7 +172,7 @@ class CongestionDetector:
             self._rigidity_ts = ts
         return 1.0 if self._rigidity is None else self._rigidity
 
-    def _reference(self, ts: float) -> tuple[float, np.ndarray, np.ndarray] | None:
+    def _reference(self, ts: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
         """The newest kept frame at least ``compare_after_s`` old (None while there is none)."""
         best = None
         for item in self._history:
@@ -172,32 +180,48 @@ class CongestionDetector:
                 best = item
         return best
 
-    def _remember(self, ts: float, grey: np.ndarray, contrast: np.ndarray) -> None:
+    def _remember(self, ts: float, grey: np.ndarray, smoothed: np.ndarray,
+                  contrast: np.ndarray) -> None:
         self._last_ts = ts
         if self._history and ts - self._history[-1][0] < self.settings.compare_after_s / 4:
             return  # at high frame rates keep ~4 frames per comparison interval, not all
-        self._history.append((ts, grey, contrast))
+        self._history.append((ts, grey, smoothed, contrast))
         keep_after = ts - self.settings.compare_after_s
         while len(self._history) > 2 and self._history[1][0] <= keep_after:
             self._history.popleft()
 
-    def _road_zone(self, ts: float, changed: np.ndarray | None, hsv: np.ndarray,
-                   contrast: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    def _refresh_masks(self, small: np.ndarray, contrast: np.ndarray, ts: float) -> None:
+        """Colour masks and the asphalt road zone change with the scene, not with each vehicle:
+        they are worked out again every ``MASK_REFRESH_S`` of frame time, and at once when much
+        of the frame changed (camera moved, lights)."""
+        vegetation, self._grey_lit = colour_masks(small)
+        self._not_plants = cv2.subtract(self._mask, vegetation)
+        asphalt = asphalt_mask(self._grey_lit, contrast)
+        self._asphalt_zone = cv2.bitwise_and(road_zone_from_asphalt(asphalt), self._not_plants)
+        self._asphalt_zone_px = count(self._asphalt_zone)
+        self._masks_ts = ts
+        self._lanes_key = None
+
+    def _road_zone(self, ts: float, changed: np.ndarray | None) -> tuple[np.ndarray, int, float]:
         """Lanes learned from recent motion (``changed`` is None when this frame's motion is not
         to be learned), or the asphalt surface while motion is unknown.
-        Returns (zone mask, 1.0 if learned from motion else 0.0, asphalt mask)."""
+        Returns (zone mask, its pixel count, 1.0 if learned from motion else 0.0)."""
         s = self.settings
         if changed is not None:
-            self._motion_seen[coarse(changed, self._motion_seen.shape)] = ts
-        recent = (ts - self._motion_seen) <= s.zone_memory_s
-        not_plants = self._mask & ~vegetation_mask(hsv)
-        asphalt = asphalt_mask(hsv, contrast)
-        min_zone = s.min_zone_pct / 100 * self._region_px
-        if count(recent) * 16 >= min_zone / 4:
-            lanes = lanes_from_motion(recent, contrast.shape) & not_plants
-            if count(lanes) >= min_zone:
-                return lanes, 1.0, asphalt
-        return road_zone_from_asphalt(asphalt) & not_plants, 0.0, asphalt
+            self._motion_seen[coarse(changed, self._motion_seen.shape) > 0] = ts
+        recent = cv2.compare(self._motion_seen, ts - s.zone_memory_s, cv2.CMP_GE)
+        if self._lanes_key is None or not np.array_equal(recent, self._lanes_key):
+            self._lanes_key = recent
+            self._lanes = None
+            min_zone = s.min_zone_pct / 100 * self._region_px
+            if count(recent) * 16 >= min_zone / 4:
+                lanes = cv2.bitwise_and(lanes_from_motion(recent, self._mask.shape), self._not_plants)
+                lanes_px = count(lanes)
+                if lanes_px >= min_zone:
+                    self._lanes = lanes, lanes_px
+        if self._lanes is not None:
+            return self._lanes[0], self._lanes[1], 1.0
+        return self._asphalt_zone, self._asphalt_zone_px, 0.0
 
     def detect(self, frame: np.ndarray, ts: float) -> list[Finding]:
         """Grade one BGR frame; frames must come in time order."""
@@ -213,18 +237,22 @@ class CongestionDetector:
             raise ValueError(f"frame time {ts} is not after the previous one {self._last_ts}")
         ref = self._reference(ts)
         contrast = local_contrast(grey)
-        self._remember(ts, grey, contrast)
+        smoothed = smooth(grey)
+        self._remember(ts, grey, smoothed, contrast)
         if ref is None:  # nothing old enough to compare with: cannot tell moving from stopped
             return [Finding("congestion", False, ready=False)]
-        ref_ts, ref_grey, ref_contrast = ref
-        changed = changed_mask(grey, ref_grey, s.change_level) & self._mask
+        ref_ts, ref_grey, ref_smoothed, ref_contrast = ref
+        changed = changed_mask(smoothed, ref_smoothed, s.change_level)
+        if not self._whole_frame:
+            changed = cv2.bitwise_and(changed, self._mask)
         changed_pct = 100.0 * count(changed) / self._region_px
         big_change = changed_pct > s.max_changed_pct
-        zone, from_motion, asphalt = self._road_zone(ts, None if big_change else changed,
-                                                     cv2.cvtColor(small, cv2.COLOR_BGR2HSV), contrast)
-        zone_px = count(zone)
-        motion = track_motion(ref_grey, ref_contrast, grey, changed & zone, ts - ref_ts,
-                              s.slow_speed)
+        if big_change or self._masks_ts is None or ts - self._masks_ts >= MASK_REFRESH_S:
+            self._refresh_masks(small, contrast, ts)
+        asphalt = asphalt_mask(self._grey_lit, contrast)
+        zone, zone_px, from_motion = self._road_zone(ts, None if big_change else changed)
+        motion = track_motion(ref_grey, ref_contrast, grey, cv2.bitwise_and(changed, zone),
+                              ts - ref_ts, s.slow_speed)
         heavy, medium, stalled = s.scaled()
         if big_change and motion.fast <= stalled:  # much changed, little moved far: camera shake
             return [Finding("congestion", False, measurements={"changed_pct": round(changed_pct, 1)},
@@ -239,9 +267,9 @@ class CongestionDetector:
         if zone_px < s.min_zone_pct / 100 * self._region_px:  # no road in view
             return [Finding("congestion", False, 0.0, meas, level="free")]
         texture = vehicle_texture(contrast, s.edge_level)
-        occupied = texture & zone & ~self._structure_mask()
+        occupied = cv2.bitwise_and(texture, cv2.bitwise_and(zone, self._not_structure))
         occupancy = count(occupied) / zone_px
-        surface = count(asphalt & zone) / zone_px
+        surface = count(cv2.bitwise_and(asphalt, zone)) / zone_px
         los = level_of_service(occupancy, motion.fast, heavy, medium, stalled)
         if los == 5 and (rigid < s.min_rigidity or surface < s.min_road_surface_pct / 100):
             los = 4  # dense and slow, but not like vehicles on a road (flames, foliage, smoke)
@@ -267,8 +295,8 @@ def _boxes(occupied: np.ndarray, max_boxes: int = 4) -> tuple[tuple[float, float
     """Normalized boxes around the largest occupied areas (for the evidence snapshot)."""
     half = coarse(occupied, (max(1, occupied.shape[0] // 2), max(1, occupied.shape[1] // 2)))
     h, w = half.shape
-    blob = cv2.dilate(half.view(np.uint8), np.ones((5, 5), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(blob, connectivity=8)
+    blob = cv2.dilate(half, _SQUARE5)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(blob, connectivity=8, ltype=cv2.CV_16U)
     order = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:max_boxes]
     return tuple((float(stats[i, 0] / w), float(stats[i, 1] / h), float(stats[i, 2] / w),
                   float(stats[i, 3] / h)) for i in order)

@@ -1,4 +1,7 @@
-"""Image measurements behind the congestion detector; pure functions on working-size frames."""
+"""Image measurements behind the congestion detector; pure functions on working-size frames.
+
+Masks are uint8, 0 or 255 (OpenCV's convention), so they combine with ``cv2.bitwise_and`` and are
+counted with ``cv2.countNonZero`` without conversions."""
 
 from __future__ import annotations
 
@@ -32,20 +35,33 @@ def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def count(mask: np.ndarray) -> int:
-    """Number of set pixels of a boolean mask."""
-    return cv2.countNonZero(mask.view(np.uint8))
+    """Number of set pixels of a mask."""
+    return cv2.countNonZero(mask)
 
 
-def changed_mask(grey: np.ndarray, ref: np.ndarray, level: int) -> np.ndarray:
-    """Pixels whose (slightly blurred) grey value changed by more than ``level`` since ``ref``,
-    after removing a global brightness shift (auto exposure) and isolated noise pixels."""
-    a = cv2.blur(grey, (3, 3))
-    b = cv2.blur(ref, (3, 3))
-    shift = int(np.median(a[::4, ::4].astype(np.int16) - b[::4, ::4]))
+def smooth(grey: np.ndarray) -> np.ndarray:
+    """The slightly blurred (3x3 box) grey frame that `changed_mask` compares."""
+    return cv2.blur(grey, (3, 3))
+
+
+def brightness_shift(smoothed: np.ndarray, ref: np.ndarray) -> int:
+    """Median grey difference between two frames on a 4 px grid (auto exposure), truncated."""
+    diff = (smoothed[::4, ::4].astype(np.int16) - ref[::4, ::4]).ravel()
+    k = diff.size // 2
+    if diff.size % 2:
+        return int(np.partition(diff, k)[k])
+    low, high = np.partition(diff, (k - 1, k))[k - 1:k + 1]
+    return int((int(low) + int(high)) / 2)
+
+
+def changed_mask(smoothed: np.ndarray, ref: np.ndarray, level: int) -> np.ndarray:
+    """Pixels whose grey value changed by more than ``level`` between two `smooth` frames, after
+    removing a global brightness shift (auto exposure) and isolated noise pixels."""
+    shift = brightness_shift(smoothed, ref)
     if shift:
-        b = cv2.add(b, shift) if shift > 0 else cv2.subtract(b, -shift)
-    moved = (cv2.absdiff(a, b) > level).astype(np.uint8)
-    return cv2.morphologyEx(moved, cv2.MORPH_OPEN, _CROSS3) > 0
+        ref = cv2.add(ref, shift) if shift > 0 else cv2.subtract(ref, -shift)
+    _, moved = cv2.threshold(cv2.absdiff(smoothed, ref), level, 255, cv2.THRESH_BINARY)
+    return cv2.morphologyEx(moved, cv2.MORPH_OPEN, _CROSS3)
 
 
 def local_contrast(grey: np.ndarray) -> np.ndarray:
@@ -53,15 +69,33 @@ def local_contrast(grey: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(grey, cv2.MORPH_GRADIENT, _SQUARE3)
 
 
-def vegetation_mask(hsv: np.ndarray) -> np.ndarray:
-    """Clearly green pixels (trees, grass, verges): never road, never vehicles."""
-    return cv2.inRange(hsv, (30, 50, 30), (90, 255, 255)) > 0
+def colour_masks(bgr: np.ndarray, max_sat: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """(vegetation, grey and lit) masks: clearly green pixels (trees, grass, verges: never road,
+    never vehicles), and low-saturation pixels neither dark nor blown out (what road looks like)."""
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    return (cv2.inRange(hsv, (30, 50, 30), (90, 255, 255)),
+            cv2.inRange(hsv, (0, 0, 36), (180, max_sat - 1, 234)))
+
+
+def asphalt_mask(grey_lit: np.ndarray, contrast: np.ndarray, max_contrast: int = 16) -> np.ndarray:
+    """Smooth (`local_contrast` below ``max_contrast``) grey, lit pixels: what bare road looks like."""
+    _, smooth_px = cv2.threshold(contrast, max_contrast - 1, 255, cv2.THRESH_BINARY_INV)
+    return cv2.bitwise_and(grey_lit, smooth_px)
 
 
 def coarse(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A boolean mask at a coarser (height, width): a cell is set if any of its pixels is."""
-    return cv2.resize(mask.astype(np.uint8) * 255, (shape[1], shape[0]),
-                      interpolation=cv2.INTER_AREA) > 0
+    """A mask at a coarser (height, width): a cell is set if any of its pixels is. A 2x, 4x or 8x
+    reduction is done by halving (area averages of 0/255 stay above zero), much cheaper than
+    one general area reduction."""
+    factor = mask.shape[0] / shape[0]
+    if factor in (2, 4, 8) and mask.shape[1] == factor * shape[1]:
+        while mask.shape != shape:
+            mask = cv2.resize(mask, (mask.shape[1] // 2, mask.shape[0] // 2),
+                              interpolation=cv2.INTER_AREA)
+    else:
+        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    _, cells = cv2.threshold(mask, 0, 255, cv2.THRESH_BINARY)
+    return cells
 
 
 def lanes_from_motion(recent_motion: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -69,15 +103,8 @@ def lanes_from_motion(recent_motion: np.ndarray, shape: tuple[int, int]) -> np.n
     count, returned at the working (height, width)."""
     k = max(3, int(round(recent_motion.shape[1] * 0.05)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    lanes = cv2.dilate(recent_motion.astype(np.uint8), kernel)
-    return cv2.resize(lanes, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-
-
-def asphalt_mask(hsv: np.ndarray, contrast: np.ndarray, max_sat: int = 60, max_contrast: int = 16
-                 ) -> np.ndarray:
-    """Smooth, low-saturation, neither dark nor blown-out pixels: what bare road looks like."""
-    grey_ish_lit = cv2.inRange(hsv, (0, 0, 36), (180, max_sat - 1, 234)) > 0
-    return grey_ish_lit & (contrast < max_contrast)
+    lanes = cv2.dilate(recent_motion, kernel)
+    return cv2.resize(lanes, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def road_zone_from_asphalt(asphalt: np.ndarray, min_part: float = 0.02) -> np.ndarray:
@@ -85,23 +112,22 @@ def road_zone_from_asphalt(asphalt: np.ndarray, min_part: float = 0.02) -> np.nd
     of ~4 % of the width, keeping only parts larger than ``min_part`` of the frame. Worked out
     at half size (it only runs until motion has shown where the lanes are)."""
     h, w = asphalt.shape
-    half = cv2.resize(asphalt.astype(np.uint8) * 255, (max(1, w // 2), max(1, h // 2)),
-                      interpolation=cv2.INTER_AREA) > 127
+    half = cv2.resize(asphalt, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    _, half = cv2.threshold(half, 127, 255, cv2.THRESH_BINARY)
     k = max(3, int(round(half.shape[1] * 0.04)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    closed = cv2.morphologyEx(half.astype(np.uint8), cv2.MORPH_CLOSE, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
-    big = stats[:, cv2.CC_STAT_AREA] >= min_part * half.size
-    big[0] = False
-    zone = big[labels].astype(np.uint8)
-    return cv2.resize(zone, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    closed = cv2.morphologyEx(half, cv2.MORPH_CLOSE, kernel)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8, ltype=cv2.CV_16U)
+    big = np.where(stats[:, cv2.CC_STAT_AREA] >= min_part * half.size, 255, 0).astype(np.uint8)
+    big[0] = 0
+    return cv2.resize(big[labels], (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def vehicle_texture(contrast: np.ndarray, level: int) -> np.ndarray:
     """Pixels that look like vehicles rather than bare road: `local_contrast` above ``level``,
     closed over 3x3 so small vehicles count as solid blobs."""
-    textured = contrast > level
-    return cv2.morphologyEx(textured.astype(np.uint8), cv2.MORPH_CLOSE, _SQUARE3) > 0
+    _, textured = cv2.threshold(contrast, level, 255, cv2.THRESH_BINARY)
+    return cv2.morphologyEx(textured, cv2.MORPH_CLOSE, _SQUARE3)
 
 
 def track_motion(ref: np.ndarray, ref_contrast: np.ndarray, grey: np.ndarray, changed: np.ndarray,
@@ -113,31 +139,43 @@ def track_motion(ref: np.ndarray, ref_contrast: np.ndarray, grey: np.ndarray, ch
     1-2 frames/s a vehicle in free flow moves further than LK can follow, while crawling traffic
     tracks well."""
     h, w = grey.shape
-    near_change = cv2.dilate(changed.view(np.uint8), _SQUARE3)[step // 2::step, step // 2::step]
-    grid = ref_contrast[step // 2::step, step // 2::step].copy()
-    grid[near_change == 0] = 0
+    o = step // 2
+    grid = ref_contrast[o::step, o::step] & cv2.dilate(changed, _SQUARE3)[o::step, o::step]
     flat = grid.ravel()
     if dt <= 0 or len(flat) < 3:
         return MotionSample(0, 0.0, 0.0, None)
     top = np.argpartition(flat, -min(max_points, len(flat)))[-max_points:]
     top = top[flat[top] > 20]
-    if len(top) < 3:
+    n = len(top)
+    if n < 3:
         return MotionSample(0, 0.0, 0.0, None)
-    ys, xs = np.unravel_index(top, grid.shape)
-    pts = np.stack([xs * step + step // 2, ys * step + step // 2], 1).astype(np.float32)
-    pts = pts.reshape(-1, 1, 2)
+    ys, xs = np.divmod(top, grid.shape[1])
+    pts = np.empty((n, 1, 2), np.float32)
+    pts[:, 0, 0] = xs * step + o
+    pts[:, 0, 1] = ys * step + o
     lk = {"winSize": (9, 9), "maxLevel": 3}
     after, _, _ = cv2.calcOpticalFlowPyrLK(ref, grey, pts, None, **lk)
     back, _, _ = cv2.calcOpticalFlowPyrLK(grey, ref, after, None, **lk)
-    ok = np.linalg.norm((pts - back).reshape(-1, 2), axis=1) < max_error
-    shift = (after - pts).reshape(-1, 2)
-    dist = np.linalg.norm(shift, axis=1)
+    start = pts.reshape(-1, 2)
+    err = start - back.reshape(-1, 2)
+    ok = np.sqrt((err * err).sum(axis=1)) < max_error
+    shift = after.reshape(-1, 2) - start
+    dist = np.sqrt((shift * shift).sum(axis=1))
     cap = max(2 * slow_speed, 0.5)
     speed = np.where(ok, np.minimum(dist / w / dt, cap), cap)
-    fast = float((speed > slow_speed).mean())
+    fast = np.count_nonzero(speed > slow_speed) / n
+    ordered = np.sort(speed)
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
     moved = ok & (dist > 1.0)
-    rigid = rigidity(pts.reshape(-1, 2)[moved], shift[moved], 0.08 * w)
-    return MotionSample(len(pts), fast, float(np.median(speed)), rigid)
+    rigid = rigidity(start[moved], shift[moved], 0.08 * w)
+    return MotionSample(n, fast, float(median), rigid)
+
+
+def _pair_distances(xy: np.ndarray) -> np.ndarray:
+    """Euclidean distance between every two rows of an (n, 2) array."""
+    dx = xy[:, 0, None] - xy[:, 0]
+    dy = xy[:, 1, None] - xy[:, 1]
+    return np.sqrt(dx * dx + dy * dy)
 
 
 def rigidity(points: np.ndarray, shifts: np.ndarray, radius: float) -> float | None:
@@ -146,22 +184,23 @@ def rigidity(points: np.ndarray, shifts: np.ndarray, radius: float) -> float | N
     than three spots have a neighbour."""
     if len(points) < 4:
         return None
-    near = np.linalg.norm(points[:, None] - points[None], axis=2) < radius
+    near = _pair_distances(points) < radius
     np.fill_diagonal(near, False)
-    size = np.linalg.norm(shifts, axis=1)
-    alike = np.linalg.norm(shifts[:, None] - shifts[None], axis=2) < np.maximum(1.0, 0.35 * size)[:, None]
-    has = near.any(axis=1)
-    if has.sum() < 3:
+    neighbours = np.count_nonzero(near, axis=1)
+    has = neighbours > 0
+    if np.count_nonzero(has) < 3:
         return None
-    return float(((alike & near).sum(axis=1)[has] / near.sum(axis=1)[has]).mean())
+    size = np.sqrt((shifts * shifts).sum(axis=1))
+    alike = _pair_distances(shifts) < np.maximum(1.0, 0.35 * size)[:, None]
+    return float((np.count_nonzero(alike & near, axis=1)[has] / neighbours[has]).mean())
 
 
 def count_vehicles(occupied: np.ndarray, min_area_frac: float = 2e-4) -> int:
     """Rough vehicle count: blobs of the occupied mask at half size (touching vehicles merge,
     so dense queues are undercounted)."""
     h, w = occupied.shape
-    half = cv2.resize(occupied.astype(np.uint8) * 255, (max(1, w // 2), max(1, h // 2)),
-                      interpolation=cv2.INTER_AREA) > 127
-    n, _, stats, _ = cv2.connectedComponentsWithStats(half.astype(np.uint8), connectivity=8)
+    half = cv2.resize(occupied, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    _, half = cv2.threshold(half, 127, 255, cv2.THRESH_BINARY)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(half, connectivity=8, ltype=cv2.CV_16U)
     min_area = max(2, int(min_area_frac * half.size))
-    return int((stats[1:, cv2.CC_STAT_AREA] >= min_area).sum())
+    return int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area))
