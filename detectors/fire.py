@@ -32,6 +32,7 @@ from detectors.fire_static import still_flames
 CELL = 16  # grid cell side at the working size (320 px wide)
 STILL_CHANGE = 0.002  # mean brightness change (0..1) below which consecutive frames are identical
 STILL_CONFIDENCE = (0.25, 0.4)  # confidence range of the single-frame test (temporal evidence: higher)
+_RING = np.ones((11, 11), np.uint8)  # dilation giving a ring of 5 px around a blob
 
 
 class FireSettings(DetectorSettings):
@@ -93,7 +94,8 @@ class FireDetector:
         self._planes: tuple[np.ndarray, ...] | None = None  # B, G, R buffers of the colour test
         self._last_fire = Finding("fire", False, ready=False)
         self._last_smoke = Finding("smoke", False, ready=False)
-        self._areas: deque[tuple[float, float]] = deque()  # (ts, burning area %) for growth
+        self._area_ts: deque[float] = deque()  # times of frames with a burning area, for growth
+        self._area_pct: deque[float] = deque()  # their burning area, %
         self._judged: deque[bool] = deque(maxlen=3)
         self._still_since: float | None = None
         self._judging_still = False
@@ -211,28 +213,32 @@ class FireDetector:
         # 16-bit labels suffice at working size (fewer than 65536 blobs) and are faster
         blobs, blob_labels, blob_stats, _ = cv2.connectedComponentsWithStats(
             mask.view(np.uint8), connectivity=8, ltype=cv2.CV_16U)
-        cut = blob_labels[: rows * CELL, : cols * CELL]
-        cell_labels = cv2.resize(labels.astype(np.uint16), (cols * CELL, rows * CELL),
-                                 interpolation=cv2.INTER_NEAREST)
         hh, ww = mask.shape
         boxes, area, best = [], 0, 0.0
         counted = np.zeros(blobs, bool)
         for i in range(1, count):
-            touched = np.unique(cut[cell_labels == i])
-            touched = touched[(touched > 0) & ~counted[touched]]
-            px = int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
-            lut = np.zeros(blobs, bool)
-            lut[touched] = True
-            if px * 100.0 / region_px < self.fire.min_area_pct or not self._glows(luma, lut[blob_labels]):
-                continue
             x, y, cw, ch = (int(v) for v in stats[i][:4])
+            # the blobs under the cluster's cells (within the cluster's box of cells), not yet counted
+            under = blob_labels[y * CELL:(y + ch) * CELL, x * CELL:(x + cw) * CELL]
+            cells = labels[y:y + ch, x:x + cw] == i
+            if not cells.all():
+                under = under[np.repeat(np.repeat(cells, CELL, axis=0), CELL, axis=1)]
+            seen = np.zeros(blobs, bool)
+            seen[under] = True
+            seen[0] = False
+            touched = np.flatnonzero(seen & ~counted)
+            px = int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
+            if px * 100.0 / region_px < self.fire.min_area_pct \
+                    or not self._glows(luma, blob_labels, blob_stats, touched):
+                continue
             aligned, raw = self.flicker.rigidity(
                 (max(x - 1, 0) * CELL, max(y - 1, 0) * CELL, (cw + 2) * CELL, (ch + 2) * CELL))
             if aligned >= 0.3 and aligned - raw >= self.rigid_gain:
                 continue  # a moving object (bus, kayak, a panning camera): it translates, not flickers
             counted[touched] = True
             idx = (labels == i).ravel()
-            best = max(best, float(np.mean(novelty[idx]) * np.mean(presence[idx])))
+            nov, pres = novelty[idx], presence[idx]
+            best = max(best, float((nov.sum() / nov.size) * (pres.sum() / pres.size)))
             area += px
             for j in touched:
                 bx, by, bw, bh = (int(v) for v in blob_stats[j][:4])
@@ -242,26 +248,45 @@ class FireDetector:
     def _growth(self, ts: float, area_pct: float) -> float:
         """Relative change of the burning area per minute: least-squares slope over the last
         minute of frames with a burning area, divided by their mean area."""
-        if self._areas and ts < self._areas[-1][0]:
-            self._areas.clear()
+        times, areas = self._area_ts, self._area_pct
+        if times and ts < times[-1]:
+            times.clear()
+            areas.clear()
         if area_pct > 0:
-            self._areas.append((ts, area_pct))
-        while self._areas and ts - self._areas[0][0] > 60.0:
-            self._areas.popleft()
-        if len(self._areas) < 4:
+            times.append(ts)
+            areas.append(area_pct)
+        while times and ts - times[0] > 60.0:
+            times.popleft()
+            areas.popleft()
+        if len(times) < 4 or times[-1] - times[0] < 2.0:
             return 0.0
-        t, a = np.array(self._areas).T
-        if t[-1] - t[0] < 2.0:
-            return 0.0
-        slope = np.polyfit(t - t[0], a, 1)[0]
-        return float(slope * 60.0 / a.mean())
+        t = np.fromiter(times, float, len(times))
+        a = np.fromiter(areas, float, len(areas))
+        t -= t.mean()
+        slope = float(t @ (a - a.mean())) / float(t @ t)  # the least-squares line's slope
+        return slope * 60.0 / float(a.mean())
 
-    def _glows(self, luma: np.ndarray, flame: np.ndarray) -> bool:
-        """Flames emit light: their pixels are brighter than their surroundings (a ring of 5 px)."""
-        ring = cv2.dilate(flame.view(np.uint8), np.ones((11, 11), np.uint8)).view(bool) & ~flame
-        if not ring.any():
+    def _glows(self, luma: np.ndarray, blob_labels: np.ndarray, blob_stats: np.ndarray,
+               touched: np.ndarray) -> bool:
+        """Flames emit light: the pixels of the blobs ``touched`` are brighter than their
+        surroundings (a ring of 5 px). Measured inside the blobs' box plus the ring."""
+        if not touched.size:
             return True
-        return float(luma[flame].mean()) >= float(luma[ring].mean()) + self.glow_min
+        left, top = blob_stats[touched, cv2.CC_STAT_LEFT], blob_stats[touched, cv2.CC_STAT_TOP]
+        right = left + blob_stats[touched, cv2.CC_STAT_WIDTH]
+        bottom = top + blob_stats[touched, cv2.CC_STAT_HEIGHT]
+        box = np.s_[max(int(top.min()) - 5, 0): int(bottom.max()) + 5,
+                    max(int(left.min()) - 5, 0): int(right.max()) + 5]
+        lut = np.zeros(len(blob_stats), np.uint8)
+        lut[touched] = 1
+        flame = lut[blob_labels[box]]
+        ring = cv2.dilate(flame, _RING) - flame  # 0/1: the flame lies inside its dilation
+        ring_px = cv2.countNonZero(ring)
+        if not ring_px:
+            return True
+        lum = luma[box]
+        flame_mean = cv2.sumElems(lum * flame)[0] / int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
+        return flame_mean >= cv2.sumElems(lum * ring)[0] / ring_px + self.glow_min
 
     def _track_still(self, ts: float) -> bool:
         """True once the frames have been identical for the whole judging period (a replayed still)."""
@@ -282,18 +307,14 @@ class FireDetector:
             return self._last_smoke  # the haze model only changes on the frames it stores
         region, region_px = self._smoke_region(region)
         hazy_cells, m = self.haze.update(
-            ts, cv2.resize(luma, half, interpolation=cv2.INTER_LINEAR), region,
-            lambda: cv2.resize(small, half, interpolation=cv2.INTER_LINEAR))
+            ts, cv2.resize(luma, half, interpolation=cv2.INTER_LINEAR), region, small)
         area = float(self.haze.region_pixels(region)[hazy_cells].sum()) * 100.0 / region_px
         ready = self.haze.span_s >= self.smoke.min_history_s
         active = ready and area >= self.smoke.min_area_pct and m["global"] < 0.5
         boxes: list[tuple[float, float, float, float]] = []
         if active:
-            hazy = self.haze.hazy_mask(hazy_cells, region)
-            count, _, stats, _ = cv2.connectedComponentsWithStats(hazy.view(np.uint8), connectivity=8)
-            hh, ww = hazy.shape
-            boxes = [(float(s[0] / ww), float(s[1] / hh), float(s[2] / ww), float(s[3] / hh))
-                     for s in stats[1:count]]
+            hh, ww = region.shape
+            boxes = [(x / ww, y / hh, w / ww, h / hh) for x, y, w, h in self.haze.plume_boxes(region)]
         measurements = {"area_pct": round(area, 3), "growth": round(m["growth"], 3),
                         "edge_loss": round(m["edge_loss"], 3)}
         confidence = min(1.0, 0.5 + 0.5 * m["edge_loss"]) if active else 0.0

@@ -7,8 +7,6 @@ Everything works on the detector's working-size frame; nothing here knows about 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -186,26 +184,30 @@ class CellFlicker:
         x, y, w, h = box
         crops = [m[y:y + h, x:x + w].view(np.uint8) for m in list(self.masks)[-(pairs + 1):]]
         moments = [cv2.moments(m, binaryImage=True) for m in crops]
-        pairs_ = [(a, b, ma, mb) for a, b, ma, mb in zip(crops, crops[1:], moments, moments[1:])
-                  if ma["m00"] and mb["m00"]]
-        if not pairs_:
+        aligned, raw = [], []
+        for a, b, ma, mb in zip(crops, crops[1:], moments, moments[1:]):
+            if ma["m00"] and mb["m00"]:
+                union = ma["m00"] + mb["m00"]
+                inter = cv2.countNonZero(a & b)
+                raw.append(inter / (union - inter))
+                aligned.append(_aligned_iou(a, b, ma, mb, inter))
+        if not raw:
             return 0.0, 0.0
-        aligned = float(np.mean([_aligned_iou(*p) for p in pairs_]))
-        raw = float(np.mean([cv2.countNonZero(a & b) / cv2.countNonZero(a | b) for a, b, _, _ in pairs_]))
-        return aligned, raw
+        return float(np.mean(aligned)), float(np.mean(raw))
 
 
-def _aligned_iou(a: np.ndarray, b: np.ndarray, ma: dict, mb: dict) -> float:
+def _aligned_iou(a: np.ndarray, b: np.ndarray, ma: dict, mb: dict, inter: int) -> float:
     """IoU of two 0/1 masks after shifting ``a`` so the centroids coincide (rigid motion removed);
-    ``ma``, ``mb`` are their image moments."""
+    ``ma``, ``mb`` are their image moments, ``inter`` their overlap unshifted."""
     dy = int(round(mb["m01"] / mb["m00"] - ma["m01"] / ma["m00"]))
     dx = int(round(mb["m10"] / mb["m00"] - ma["m10"] / ma["m00"]))
     h, w = a.shape
-    inter = 0
-    if abs(dy) < h and abs(dx) < w:  # a's pixel (y, x) lands on b's (y + dy, x + dx)
-        moved = a[max(-dy, 0): h - max(dy, 0), max(-dx, 0): w - max(dx, 0)]
-        under = b[max(dy, 0): h - max(-dy, 0), max(dx, 0): w - max(-dx, 0)]
-        inter = cv2.countNonZero(moved & under)
+    if dy or dx:
+        inter = 0
+        if abs(dy) < h and abs(dx) < w:  # a's pixel (y, x) lands on b's (y + dy, x + dx)
+            moved = a[max(-dy, 0): h - max(dy, 0), max(-dx, 0): w - max(dx, 0)]
+            under = b[max(dy, 0): h - max(-dy, 0), max(dx, 0): w - max(-dx, 0)]
+            inter = cv2.countNonZero(moved & under)
     union = int(ma["m00"]) + int(mb["m00"]) - inter
     return inter / union if union else 1.0
 
@@ -255,6 +257,7 @@ class SmokeHaze:
         self.snap_ts = 0.0
         self.last = (np.zeros(0, bool), {"growth": 0.0, "edge_loss": 0.0, "global": 0.0})
         self.areas: deque[tuple[float, float]] = deque()
+        self.plumes = np.zeros((0, 5), np.int32)  # connected hazy cells: x, y, w, h, area in cells
         self._region_of: np.ndarray | None = None
         self._region_cells = np.zeros(0)  # region pixels per cell
 
@@ -287,15 +290,33 @@ class SmokeHaze:
             self._region_cells = np.rint(self._cell_sums(self._crop(region).astype(np.float32)))
         return self._region_cells
 
-    def hazy_mask(self, hazy_cells: np.ndarray, region: np.ndarray) -> np.ndarray:
-        """The hazy pixels (bool, the region's shape) of per-cell hazy flags."""
+    def plume_boxes(self, region: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Pixel boxes (x, y, w, h) of the connected hazy areas of the last update inside
+        ``region`` (bool, the grey image's shape)."""
+        c = self.cell
+        if (self.region_pixels(region) == c * c).all():  # whole cells: the plumes' cell boxes
+            return [(int(x) * c, int(y) * c, int(w) * c, int(h) * c) for x, y, w, h, _ in self.plumes]
         rows, cols = self.grid
-        hazy = np.zeros(region.shape, bool)
-        if hazy_cells.any():
-            up = cv2.resize(hazy_cells.reshape(rows, cols).view(np.uint8),
-                            (cols * self.cell, rows * self.cell), interpolation=cv2.INTER_NEAREST)
-            hazy[: rows * self.cell, : cols * self.cell] = up.view(bool) & self._crop(region)
-        return hazy
+        hazy = np.zeros(region.shape, np.uint8)
+        up = cv2.resize(self.last[0].reshape(rows, cols).view(np.uint8), (cols * c, rows * c),
+                        interpolation=cv2.INTER_NEAREST)
+        hazy[: rows * c, : cols * c] = up & self._crop(region)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(hazy, connectivity=8)
+        return [(int(x), int(y), int(w), int(h)) for x, y, w, h, _ in stats[1:count]]
+
+    def _saturation(self, colour: np.ndarray, shape: tuple[int, ...], which: np.ndarray) -> np.ndarray:
+        """Mean HSV saturation of the cells ``which`` of ``colour`` shrunk to ``shape``."""
+        rows, cols = self.grid
+        c = self.cell
+        if colour.shape[:2] != (2 * shape[0], 2 * shape[1]):
+            half = cv2.resize(colour, shape[1::-1], interpolation=cv2.INTER_LINEAR)
+            sat = cv2.cvtColor(half, cv2.COLOR_BGR2HSV)[:, :, 1]
+            return self._cell_means(self._crop(sat).astype(np.float32))[which]
+        # an exact halving averages 2x2 blocks: shrink only these cells' blocks, side by side
+        blocks = colour[: rows * 2 * c, : cols * 2 * c].reshape(rows, 2 * c, cols, 2 * c, 3)
+        mosaic = blocks.swapaxes(1, 2)[which // cols, which % cols].reshape(-1, 2 * c, 3)
+        half = cv2.resize(mosaic, (c, len(which) * c), interpolation=cv2.INTER_LINEAR)
+        return cv2.cvtColor(half, cv2.COLOR_BGR2HSV)[:, :, 1].reshape(len(which), c * c).mean(axis=1)
 
     def _background_terms(self) -> tuple[np.ndarray, ...]:
         """Per cell of the background: gradient sum and centred squared norm, and the background as
@@ -311,10 +332,9 @@ class SmokeHaze:
         self.bg_grad, self._bg_terms = grad, ()
 
     def update(self, ts: float, luma: np.ndarray, region: np.ndarray,
-               colour: Callable[[], np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
-        """Feed a frame's grey image; returns per-cell hazy flags (row-major) and measurements.
-        ``colour()`` gives the BGR frame at the grey image's size; it is only asked for when some
-        cell passed every other test (saturation is the last one)."""
+               colour: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Feed a frame's grey image and the BGR frame it was shrunk from (bilinear); returns
+        per-cell hazy flags (row-major) and measurements."""
         grid = (luma.shape[0] // self.cell, luma.shape[1] // self.cell)
         if grid != self.grid or (self.times and ts < self.times[-1]):
             self.reset()
@@ -351,9 +371,9 @@ class SmokeHaze:
             self._set_background(grad)
             corr = np.ones_like(corr)
         flag = textured & (loss >= self.loss_min) & (corr >= self.corr_min)
-        if flag.any():
-            hsv = cv2.cvtColor(colour(), cv2.COLOR_BGR2HSV)
-            flag &= self._cell_means(self._crop(hsv[:, :, 1]).astype(np.float32)) <= self.sat_max
+        if flag.any():  # saturation last: only for the cells that passed every other test
+            which = np.flatnonzero(flag)
+            flag[which] = self._saturation(colour, luma.shape, which) <= self.sat_max
         if not self.snapshots or ts - self.snap_ts >= self.snap_every_s:
             # background = per-pixel lower quantile (30 %) of snapshots every few seconds: passing
             # cars add edges, so they do not enter it; cells seen hazy keep their old background
@@ -380,6 +400,7 @@ class SmokeHaze:
         keep = np.zeros(count, bool)
         keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= self.min_cells
         hazy_cells = keep[labels].ravel()
+        self.plumes = stats[keep]
         area = float(hazy_cells.sum())
         self.areas.append((ts, area))
         while ts - self.areas[0][0] > 60.0:
