@@ -79,6 +79,36 @@ def test_flame_finding_carries_measurements_and_boxes():
     assert 0.3 < x + bw / 2 < 0.7 and 0.4 < y + bh / 2 < 0.8  # around the flame at (0.5, 0.6)
 
 
+def test_fire_ends_when_the_flames_go_out():
+    detector, bg = FireDetector(), background(240, 320)
+    frames = flame_clip(240, 320, 8, 2) + [bg] * 12  # the burning cells outlive the candidates
+    result = run(detector, frames, 2)
+    assert any(fire for fire, _, _ in result[:16])
+    assert not any(fire for fire, _, _ in result[-6:])
+
+
+@pytest.mark.parametrize("red_min", [140, 170, 200])
+def test_flame_colour_mask_follows_the_documented_ratios(red_min):
+    """The integer tests equal the ratio rules: body R >= G > B, R > red_min, (R-B)/R >= 0.4,
+    (G-B)/(R-B) >= 0.12; core R > 220, G > 170, R >= G >= B within 2 px of the body."""
+    from detectors.fire_features import flame_colour_mask
+
+    rng = np.random.default_rng(red_min)
+    img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    img[100:200] = np.sort(img[100:200], axis=2)[..., ::-1]  # many R >= G >= B pixels
+    img[150:160, 50:350] = (120, 200, 240)  # a core-coloured band next to body pixels
+    b, g, r = (img[..., k].astype(float) for k in range(3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        body = (r > red_min) & (r >= g) & (g > b) & ((r - b) / r >= 0.4) & ((g - b) / (r - b) >= 0.12)
+    core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
+    near = cv2.dilate(body.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    expected = body | (core & near)
+    assert body.sum() > 1000 and (core & near & ~body).sum() > 100
+    assert np.array_equal(flame_colour_mask(img, red_min), expected)
+    planes = tuple(np.empty(img.shape[:2], np.uint8) for _ in range(3))
+    assert np.array_equal(flame_colour_mask(img, red_min, planes), expected)
+
+
 def test_growing_flame_reports_growth():
     rng, bg = np.random.default_rng(2), background(240, 320)
     detector, growth = FireDetector(), []
@@ -287,6 +317,18 @@ def test_grey_expanding_haze_is_smoke_not_fire():
     result = run(FireDetector(), haze_clip(240, 320, 40), 2)
     assert any(smoke for _, smoke, _ in result)
     assert not any(fire for fire, _, _ in result)
+
+
+@pytest.mark.parametrize("regions", [[], [[(0.0, 0.0), (0.93, 0.0), (0.93, 0.97), (0.0, 0.97)]]])
+def test_smoke_boxes_cover_the_plume(regions):
+    detector = FireDetector(smoke=SmokeSettings(regions=regions))
+    for i, frame in enumerate(haze_clip(240, 320, 40)):
+        _, smoke = detector.detect(frame, i * 0.5)
+    assert smoke.active and smoke.boxes
+    x, y, bw, bh = max(smoke.boxes, key=lambda b: b[2] * b[3])
+    assert x < 0.5 < x + bw and y < 0.4 < y + bh  # around the plume at (0.5, 0.4)
+    assert all(bx + bw <= 0.93 + 1e-6 and by + bh <= 0.97 + 1e-6 for bx, by, bw, bh in smoke.boxes) \
+        or not regions
 
 
 def test_unchanging_scene_is_not_smoke():
