@@ -190,19 +190,18 @@ class CongestionDetector:
         while len(self._history) > 2 and self._history[1][0] <= keep_after:
             self._history.popleft()
 
-    def _refresh_masks(self, small: np.ndarray, contrast: np.ndarray, ts: float) -> None:
+    def _refresh_masks(self, small: np.ndarray, ts: float) -> None:
         """Colour masks and the asphalt road zone change with the scene, not with each vehicle:
         they are worked out again every ``MASK_REFRESH_S`` of frame time, and at once when much
         of the frame changed (camera moved, lights)."""
         vegetation, self._grey_lit = colour_masks(small)
         self._not_plants = cv2.subtract(self._mask, vegetation)
-        asphalt = asphalt_mask(self._grey_lit, contrast)
-        self._asphalt_zone = cv2.bitwise_and(road_zone_from_asphalt(asphalt), self._not_plants)
-        self._asphalt_zone_px = count(self._asphalt_zone)
+        self._asphalt_zone = None  # worked out when first needed
         self._masks_ts = ts
         self._lanes_key = None
 
-    def _road_zone(self, ts: float, changed: np.ndarray | None) -> tuple[np.ndarray, int, float]:
+    def _road_zone(self, ts: float, changed: np.ndarray | None, asphalt: np.ndarray
+                   ) -> tuple[np.ndarray, int, float]:
         """Lanes learned from recent motion (``changed`` is None when this frame's motion is not
         to be learned), or the asphalt surface while motion is unknown.
         Returns (zone mask, its pixel count, 1.0 if learned from motion else 0.0)."""
@@ -221,6 +220,9 @@ class CongestionDetector:
                     self._lanes = lanes, lanes_px
         if self._lanes is not None:
             return self._lanes[0], self._lanes[1], 1.0
+        if self._asphalt_zone is None:
+            self._asphalt_zone = cv2.bitwise_and(road_zone_from_asphalt(asphalt), self._not_plants)
+            self._asphalt_zone_px = count(self._asphalt_zone)
         return self._asphalt_zone, self._asphalt_zone_px, 0.0
 
     def detect(self, frame: np.ndarray, ts: float) -> list[Finding]:
@@ -248,9 +250,9 @@ class CongestionDetector:
         changed_pct = 100.0 * count(changed) / self._region_px
         big_change = changed_pct > s.max_changed_pct
         if big_change or self._masks_ts is None or ts - self._masks_ts >= MASK_REFRESH_S:
-            self._refresh_masks(small, contrast, ts)
+            self._refresh_masks(small, ts)
         asphalt = asphalt_mask(self._grey_lit, contrast)
-        zone, zone_px, from_motion = self._road_zone(ts, None if big_change else changed)
+        zone, zone_px, from_motion = self._road_zone(ts, None if big_change else changed, asphalt)
         motion = track_motion(ref_grey, ref_contrast, grey, cv2.bitwise_and(changed, zone),
                               ts - ref_ts, s.slow_speed)
         heavy, medium, stalled = s.scaled()
