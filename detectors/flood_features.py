@@ -24,6 +24,7 @@ reaching its top edge). Puddles mirroring an overcast (grey) sky are not found b
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -43,12 +44,10 @@ class WaterMaps:
 
     texture: np.ndarray  # float32: mean |Laplacian| / (local brightness + 20) * 100
     orientation: np.ndarray  # float32: (Eyy - Exx) / (Eyy + Exx), -1 (vertical) .. 1 (horizontal)
-    hsv: np.ndarray  # uint8 H x W x 3: local mean hue (0..180), saturation, value
-
-    @property
-    def valid(self) -> np.ndarray:
-        """Cells bright enough and not saturated: the only ones that can show evidence."""
-        return cv2.inRange(self.hsv[..., 2], MIN_VALUE + 1, MAX_VALUE - 1) > 0
+    hue: np.ndarray  # uint8: local mean HSV hue (0..180) ...
+    saturation: np.ndarray  # ... saturation ...
+    value: np.ndarray  # ... and value
+    valid: np.ndarray  # bool: bright enough and not blown out, the only cells that show evidence
 
 
 def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -80,12 +79,13 @@ def water_maps(cells_bgr: np.ndarray, gray: np.ndarray) -> WaterMaps:
     Laplacian and gradients are taken per pixel, their magnitudes and products averaged per
     cell, then over the windows: the fine asphalt grain still counts as texture."""
     local = cv2.blur(cv2.cvtColor(cells_bgr, cv2.COLOR_BGR2HSV), (TEXTURE_CELLS, TEXTURE_CELLS))
+    hue, saturation, value = cv2.split(local)
     gray_f = gray.astype(np.float32)  # float in: OpenCV's float filters are the fast ones here
     laplacian = cv2.Laplacian(gray_f, cv2.CV_32F, ksize=1)
     np.abs(laplacian, out=laplacian)
     texture = cv2.blur(to_cells(laplacian), (TEXTURE_CELLS, TEXTURE_CELLS))
     texture *= 100.0
-    texture /= local[..., 2].astype(np.float32) + 20.0
+    texture /= value.astype(np.float32) + 20.0
     owin = (ORIENTATION_CELLS, ORIENTATION_CELLS)
     gx, gy = cv2.spatialGradient(gray)  # 3x3 Sobel pair, int16
     gx, gy = gx.astype(np.float32), gy.astype(np.float32)
@@ -93,7 +93,8 @@ def water_maps(cells_bgr: np.ndarray, gray: np.ndarray) -> WaterMaps:
     eyy = cv2.blur(to_cells(cv2.multiply(gy, gy)), owin)
     orientation = eyy - exx
     orientation /= eyy + exx + 1.0
-    return WaterMaps(texture, orientation, local)
+    valid = cv2.inRange(value, MIN_VALUE + 1, MAX_VALUE - 1) > 0
+    return WaterMaps(texture, orientation, hue, saturation, value, valid)
 
 
 @dataclass(frozen=True)
@@ -109,16 +110,29 @@ class WaterThresholds:
     vegetation_min_saturation: int = 41  # a green hue this saturated is grass or leaves, not water
 
 
+@functools.lru_cache(maxsize=8)
+def _saturation_limits(th: WaterThresholds) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per hue (0..255), the highest saturation a water surface may have (-1: none): grey at
+    any hue, muddy brown at brown hues, never a saturated vegetation green. Also as a uint8
+    table for ``cv2.LUT`` when no hue is excluded outright."""
+    hue = np.arange(256)
+    brown = (hue >= th.brown_hue[0]) & (hue <= th.brown_hue[1])
+    green = (hue >= th.vegetation_hue[0]) & (hue <= th.vegetation_hue[1])
+    limit = np.where(brown, max(th.max_saturation, th.brown_max_saturation), th.max_saturation)
+    limit = np.where(green, np.minimum(limit, th.vegetation_min_saturation - 1), limit)
+    limit = np.clip(limit, -1, 255).astype(np.int16)
+    return limit, (limit.astype(np.uint8) if limit.min() >= 0 else None)
+
+
 def surface_mask(maps: WaterMaps, th: WaterThresholds) -> np.ndarray:
-    """Pixels whose texture and colour allow standing water: smooth, grey or muddy brown,
+    """Cells whose texture and colour allow standing water: smooth, grey or muddy brown,
     not vegetation. Necessary, not sufficient (smooth asphalt passes too)."""
-    lo_v, hi_v = MIN_VALUE + 1, MAX_VALUE - 1
-    grey = cv2.inRange(maps.hsv, (0, 0, lo_v), (180, th.max_saturation, hi_v))
-    brown = cv2.inRange(maps.hsv, (th.brown_hue[0], 0, lo_v), (th.brown_hue[1], th.brown_max_saturation, hi_v))
-    green = cv2.inRange(maps.hsv, (th.vegetation_hue[0], th.vegetation_min_saturation, 0),
-                        (th.vegetation_hue[1], 255, 255))
-    colour = cv2.bitwise_and(cv2.bitwise_or(grey, brown), cv2.bitwise_not(green))
-    return (colour > 0) & (maps.texture < th.max_texture)
+    limits, per_hue_lut = _saturation_limits(th)
+    if per_hue_lut is None:  # a hue where nothing passes (only with odd thresholds)
+        colour = maps.saturation.astype(np.int16) <= limits[maps.hue]
+    else:
+        colour = cv2.compare(maps.saturation, cv2.LUT(maps.hue, per_hue_lut), cv2.CMP_LE) > 0
+    return colour & maps.valid & (maps.texture < th.max_texture)
 
 
 def water_mask(maps: WaterMaps, th: WaterThresholds) -> np.ndarray:
@@ -138,6 +152,8 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tup
     m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _OPEN_KERNEL)
+    if cv2.countNonZero(m) < max(min_area_px, 1):  # no component can be large enough
+        return np.zeros(mask.shape, bool), []
     # 16-bit labels suffice at working size (fewer than 65536 components) and are faster.
     count, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_16U)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
@@ -180,7 +196,8 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     region_u8 = np.ascontiguousarray(region).view(np.uint8)
     region_px = cv2.countNonZero(region_u8)
     min_area = max(4, 0.001 * region_px)
-    ground_y, ground_b = _median_u8(gray, region_u8), _median_u8(blue, region_u8)
+    sample = (slice(None, None, 2), slice(None, None, 2))  # every 4th pixel gives the same medians
+    ground_y, ground_b = (_median_u8(c[sample], region_u8[sample]) for c in (gray, blue))
     candidate = cv2.threshold(blue, max(ground_b, 128) + MIRROR_MIN_BLUE, 1, cv2.THRESH_BINARY)[1]
     candidate &= region_u8
     candidate &= cv2.threshold(gray, ground_y + MIRROR_MIN_BRIGHT, 1, cv2.THRESH_BINARY)[1]
@@ -188,9 +205,16 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     if cv2.countNonZero(candidate) < min_area:
         return puddles
     candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8, ltype=cv2.CV_16U)
+    bx, by, bw, bh = cv2.boundingRect(candidate)  # label only the box holding the candidates
+    if not bw:
+        return puddles
+    _, box_labels, stats, _ = cv2.connectedComponentsWithStats(candidate[by:by + bh, bx:bx + bw],
+                                                               connectivity=8, ltype=cv2.CV_16U)
+    labels = np.zeros(candidate.shape, np.uint16)
+    labels[by:by + bh, bx:bx + bw] = box_labels
     top = cv2.boundingRect(region_u8)[1]
     x, y, w, h, area = (stats[:, i] for i in range(5))
+    x, y = x + bx, y + by
     shaped = np.flatnonzero((area >= min_area) & (w >= h) & (y > top + 1))
     pad = MIRROR_RING // 2 + 2  # the rim's dilation reads 2 px further: results as on the whole frame
     for patch in shaped[shaped > 0]:
@@ -222,18 +246,18 @@ def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, blue: np
 
 
 class DryReference:
-    """Per-pixel running median of texture (log), orientation and sky-mirror puddle presence
+    """Per-cell running median of texture (log), orientation and sky-mirror puddle presence
     over frames judged dry (the puddles of a dry reference are permanent ponds, not flooding).
 
     A mean would be inflated by every car that drives through; the median is the road itself.
     Warm-up: the median of ``WARMUP`` frames spaced over ``span_s / 30``. After that, an
     approximate running median (each sample nudges the reference one step toward it), sampled
-    at most every 0.5 s so that 1 and 30 frames/s behave alike; a lasting change (a factor e in
-    texture) is absorbed in about ``span_s``.
+    at most every second so that 1 and 30 frames/s behave alike (and half the frames at 2/s pay
+    nothing); a lasting change (a factor e in texture) is absorbed in about ``span_s``.
     """
 
     WARMUP = 7
-    MIN_INTERVAL_S = 0.5
+    MIN_INTERVAL_S = 1.0
     TEXTURE_FLOOR = 0.05  # keeps the log finite on perfectly flat pixels
 
     def __init__(self, span_s: float) -> None:
