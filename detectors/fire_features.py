@@ -29,21 +29,21 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int,
         cv2.mixChannels([bgr], list(planes), [0, 0, 1, 1, 2, 2])
     b, g, r = planes
     body = (r > red_min) & (r >= g) & (g > b)  # cheap tests on the whole frame
-    rows = np.flatnonzero(body.any(axis=1))
-    if not rows.size:
+    where = np.flatnonzero(body)
+    if not where.size:
         return body  # no body pixel: no core pixel can touch one
-    # the ratio tests and the core only on the rows with candidates (and the core's 2 px reach)
-    band = np.s_[max(rows[0] - 2, 0): rows[-1] + 3]
-    r, g, b, inner = r[band], g[band], b[band], body[band]
-    r16, g16, b16 = r.astype(np.int16), g.astype(np.int16), b.astype(np.int16)
+    # the ratio tests only for those candidates, in integers
+    r16, g16, b16 = (c.ravel()[where].astype(np.int16) for c in (r, g, b))
     chroma = r16 - b16
-    inner &= 5 * chroma >= 2 * r16  # (R-B)/R >= 0.4
-    inner &= 25 * (g16 - b16) >= 3 * chroma  # (G-B)/(R-B) >= 0.12
-    if not inner.any():
+    body.ravel()[where] = (5 * chroma >= 2 * r16) & (25 * (g16 - b16) >= 3 * chroma)
+    x, y, w, h = cv2.boundingRect(body.view(np.uint8))
+    if not w:
         return body
+    # core pixels within 2 px of the body: only inside the body's box grown by 2 px
+    box = np.s_[max(y - 2, 0): y + h + 2, max(x - 2, 0): x + w + 2]
+    r, g, b, near = r[box], g[box], b[box], body[box]
     core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
-    near_body = cv2.dilate(inner.view(np.uint8), _NEAR_BODY).view(bool)
-    inner |= core & near_body
+    near |= core & cv2.dilate(near.view(np.uint8), _NEAR_BODY).view(bool)
     return body
 
 
@@ -85,7 +85,8 @@ class CellFlicker:
         self.times: deque[float] = deque()
         self.slots: deque[int] = deque()  # the stored frames' slots in the arrays below
         self._free = list(range(slots))
-        self.bits = np.zeros((slots, cells, self.cell * self.cell // 8), np.uint8)  # packed shapes
+        words = -(-self.cell * self.cell // 64)  # a cell's shape packed into 64-bit words
+        self.bits = np.zeros((slots, cells, words), np.uint64)
         self.counts = np.zeros((slots, cells), np.int64)  # candidate pixels per cell
         self.novelty = np.full((slots, cells), np.nan, np.float32)  # NaN where the cell was empty
         self.shimmer = np.zeros((slots, cells), np.float32)
@@ -119,9 +120,13 @@ class CellFlicker:
         slot = self._free.pop()
         counts, novelty, shimmer = self.counts[slot], self.novelty[slot], self.shimmer[slot]
         counts[:] = 0
-        if cv2.countNonZero(mask[crop].view(np.uint8)):  # pixels per cell from the integral image
-            corners = cv2.integral(mask[crop].view(np.uint8), sdepth=cv2.CV_32S)[::c, ::c]
-            counts[:] = (corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]).ravel()
+        x, y, w, h = cv2.boundingRect(mask[crop].view(np.uint8))
+        if w:  # pixels per cell (of the cells under the candidates' box) from the integral image
+            cells = np.s_[y // c: (y + h - 1) // c + 1, x // c: (x + w - 1) // c + 1]
+            under = mask[cells[0].start * c: cells[0].stop * c, cells[1].start * c: cells[1].stop * c]
+            corners = cv2.integral(under.view(np.uint8), sdepth=cv2.CV_32S)[::c, ::c]
+            counts.reshape(rows, cols)[cells] = \
+                corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
         occupied = np.flatnonzero(counts)
         novelty[:] = np.nan
         shimmer[:] = 0.0
@@ -129,7 +134,10 @@ class CellFlicker:
         change = cv2.absdiff(lum, self.last_lum) if self.last_lum is not None else None
         if occupied.size:
             shape = self._cells(mask, occupied)
-            bits = np.packbits(shape, axis=1)  # 8 pixels a byte: the IoUs count bits, not bools
+            packed = np.packbits(shape, axis=1)  # the IoUs count bits, 64 pixels a word
+            if packed.shape[1] % 8:
+                packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
+            bits = packed.view(np.uint64)
             self.bits[slot, occupied] = bits
             if len(self.slots) >= self.min_past:
                 past = np.fromiter(self.slots, np.intp, len(self.slots))
@@ -140,7 +148,7 @@ class CellFlicker:
                 # inside the flame in both frames: rigid objects do not change there
                 lit = shape & self._cells(self.masks[-1], occupied)
                 diff = self._cells(change, occupied) * lit
-                shimmer[occupied] = diff.sum(axis=1) / np.maximum(lit.sum(axis=1), 1) / 255.0
+                shimmer[occupied] = diff.sum(axis=1) / np.maximum(np.count_nonzero(lit, axis=1), 1) / 255.0
         self.last_change = cv2.sumElems(change)[0] / change.size / 255.0 if change is not None else 0.0
         self.last_lum = lum
         self.present[slot] = counts > 0
