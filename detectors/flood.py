@@ -35,6 +35,7 @@ from detectors.flood_features import (
     CELL,
     ORIENTATION_WINDOW,
     DryReference,
+    LevelGauge,
     WaterThresholds,
     clean_mask,
     mask_to_cells,
@@ -43,7 +44,6 @@ from detectors.flood_features import (
     surface_mask,
     thumbnail,
     to_cells,
-    water_level_index,
     water_mask,
     water_maps,
 )
@@ -106,6 +106,9 @@ class FloodDetector:
 
     def _reset_scene(self) -> None:
         self._reference: DryReference | None = None
+        self._levels_for: DryReference | None = None  # the reference self._levels come from ...
+        self._levels_samples = 0  # ... after this many samples
+        self._levels: tuple[np.ndarray, np.ndarray, np.ndarray] = ()
         self._scene_thumb: np.ndarray | None = None
         self._scene_brightness = 0.0
         self._changed_frames = 0
@@ -144,6 +147,7 @@ class FloodDetector:
         self._region = mask_to_cells(self._region_full) if bottom > top and self._cols else \
             np.zeros((0, 0), bool)
         self._region_px = int(np.count_nonzero(self._region))
+        self._gauge = LevelGauge(self._region)
         self._reset_scene()
 
     def _scene_changed(self, gray: np.ndarray) -> bool:
@@ -206,11 +210,10 @@ class FloodDetector:
         puddles = self._puddles
         if mature:
             # Against the dry reference: the surface must have changed toward water.
-            lost = maps.texture < TEXTURE_LOSS * reference.texture()
-            rippled = (maps.orientation > self.pixel_rule.min_orientation) & (
-                maps.orientation > reference.orientation + ORIENTATION_RISE)
-            candidate = surface_mask(maps, self.pixel_rule) & usable & (lost | rippled)
-            puddles = puddles & ~reference.puddles  # new since the dry reference, not a pond
+            lost_below, ripple_above, no_pond = self._change_levels(reference)
+            changed = (maps.texture < lost_below) | (maps.orientation > ripple_above)
+            candidate = surface_mask(maps, self.pixel_rule) & usable & changed
+            puddles = puddles & no_pond  # new since the dry reference, not a pond
         else:
             candidate = water_mask(maps, self.pixel_rule) & usable
         water, boxes = clean_mask(candidate, min_area_px=max(4, int(0.005 * usable_px)))
@@ -238,12 +241,24 @@ class FloodDetector:
             "flooded_pct": round(100.0 * flooded, 2),
             "flooded_pct_smoothed": round(100.0 * self._flooded, 2),
             "puddle_pct": round(100.0 * puddled, 2),
-            "water_level_index": round(water_level_index(water, self._region), 3),
+            "water_level_index": round(self._gauge.level(water), 3),
             "reference_frames": float(reference.samples if reference else 0),
         }
         norm = [(CELL * x / width, (CELL * y + top) / height, CELL * w / width, CELL * h / height)
                 for x, y, w, h in boxes[:5]]
         return [Finding("flood", self.active, round(confidence, 3), measurements, tuple(norm))]
+
+    def _change_levels(self, reference: DryReference) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell, from the dry reference (kept until it takes its next sample): the texture
+        below which texture counts as lost, the orientation above which ripples appeared (also
+        above the absolute ripple rule), and where no pond lies."""
+        if self._levels_for is not reference or self._levels_samples != reference.samples:
+            self._levels_for, self._levels_samples = reference, reference.samples
+            self._levels = (TEXTURE_LOSS * reference.texture(),
+                            np.maximum(reference.orientation + ORIENTATION_RISE,
+                                       np.float32(self.pixel_rule.min_orientation)),
+                            ~reference.puddles)
+        return self._levels
 
     def _smoothing_weight(self, ts: float) -> float:
         """Weight of this frame in the exponential averages (frame-rate independent; 1 at first)."""

@@ -345,14 +345,23 @@ def water_level_index(water: np.ndarray, region: np.ndarray, row_cover: float = 
     counted from the bottom, that are at least ``row_cover`` covered by water, up to the
     highest such row. A proxy for depth: water spreading toward the horizon over a road that
     slopes away from the camera means a higher level, with no reference markers needed."""
-    region_u8 = np.ascontiguousarray(region).view(np.uint8)
-    region_count = cv2.reduce(region_u8, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
-    rows = np.flatnonzero(region_count)
-    if rows.size == 0:
-        return 0.0
-    wet_region = cv2.bitwise_and(np.ascontiguousarray(water).view(np.uint8), region_u8)
-    wet_count = cv2.reduce(wet_region, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
-    wet = np.flatnonzero(wet_count[rows] >= row_cover * region_count[rows])
-    if wet.size == 0:
-        return 0.0
-    return float((rows.size - wet.min()) / rows.size)
+    return LevelGauge(region, row_cover).level(water)
+
+
+class LevelGauge:
+    """``water_level_index`` for one region, its per-row sizes counted once."""
+
+    def __init__(self, region: np.ndarray, row_cover: float = 0.5) -> None:
+        self._region = np.ascontiguousarray(region).view(np.uint8)
+        count = cv2.reduce(self._region, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+        self._rows = np.flatnonzero(count)
+        self._needed = row_cover * count[self._rows]  # wet cells that make a row count
+
+    def level(self, water: np.ndarray) -> float:
+        """The water level index of a bool ``water`` mask over the region."""
+        if self._rows.size == 0:
+            return 0.0
+        wet_region = cv2.bitwise_and(np.ascontiguousarray(water).view(np.uint8), self._region)
+        wet_count = cv2.reduce(wet_region, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+        wet = np.flatnonzero(wet_count[self._rows] >= self._needed)
+        return float((self._rows.size - wet[0]) / self._rows.size) if wet.size else 0.0
