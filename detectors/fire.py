@@ -7,7 +7,8 @@ objects all match an earlier shape) and the brightness inside it shimmers. A clu
 cells must also glow (candidates brighter than the rest of their cells).
 
 Smoke: grey, low-saturation haze that hides the background's edges while the background's
-structure still shows through, persisting for seconds (see :class:`SmokeHaze`).
+structure still shows through, persisting for seconds (see :class:`SmokeHaze`; it looks at a
+frame at most every 0.9 s).
 
 Static scenes (frames identical for ``min_history_s``: a replayed still, a frozen stream) give no
 temporal evidence. There the detector falls back to a conservative single-frame flame test
