@@ -279,9 +279,10 @@ class FireDetector:
             return 0.0
         t = np.fromiter(times, float, len(times))
         a = np.fromiter(areas, float, len(areas))
-        t -= t.mean()
-        slope = float(t @ (a - a.mean())) / float(t @ t)  # the least-squares line's slope
-        return slope * 60.0 / float(a.mean())
+        t -= t.sum() / len(t)
+        mean_area = float(a.sum()) / len(a)
+        slope = float(t @ (a - mean_area)) / float(t @ t)  # the least-squares line's slope
+        return slope * 60.0 / mean_area
 
     def _glows(self, luma: np.ndarray, blob_labels: np.ndarray, blob_stats: np.ndarray,
                touched: np.ndarray) -> bool:

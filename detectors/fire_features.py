@@ -97,12 +97,12 @@ class CellFlicker:
         self.last_lum: np.ndarray | None = None  # grey image (the grid's crop) of the last stored frame
         self.last_change = 0.0  # mean absolute brightness change at the last store (0..1)
 
-    def _cells(self, image: np.ndarray, which: np.ndarray) -> np.ndarray:
-        """The pixels of the cells ``which`` (row-major cell indices): (len(which), cell*cell)."""
+    def _cells(self, image: np.ndarray, at: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """The pixels of the cells at (rows, columns) ``at``: (number of cells, cell*cell)."""
         rows, cols = self.grid
         c = self.cell
-        blocks = image[: rows * c, : cols * c].reshape(rows, c, cols, c).swapaxes(1, 2)
-        return blocks[which // cols, which % cols].reshape(len(which), c * c)
+        blocks = image[: rows * c, : cols * c].reshape(rows, c, cols, c)
+        return blocks[at[0], :, at[1]].reshape(len(at[0]), c * c)
 
     def due(self, ts: float) -> bool:
         """Whether a frame at ``ts`` would be stored (the analysis only changes then)."""
@@ -133,7 +133,8 @@ class CellFlicker:
         self.bits[slot] = 0
         change = cv2.absdiff(lum, self.last_lum) if self.last_lum is not None else None
         if occupied.size:
-            shape = self._cells(mask, occupied)
+            at = np.divmod(occupied, cols)
+            shape = self._cells(mask, at)
             packed = np.packbits(shape, axis=1)  # the IoUs count bits, 64 pixels a word
             if packed.shape[1] % 8:
                 packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
@@ -141,13 +142,13 @@ class CellFlicker:
             self.bits[slot, occupied] = bits
             if len(self.slots) >= self.min_past:
                 past = np.fromiter(self.slots, np.intp, len(self.slots))
-                inter = np.bitwise_count(self.bits[np.ix_(past, occupied)] & bits).sum(axis=2, dtype=np.int64)
-                union = self.counts[np.ix_(past, occupied)] + counts[occupied] - inter
-                best = np.max(np.where(union > 0, inter / np.maximum(union, 1), 0.0), axis=0)
-                novelty[occupied] = 1.0 - best
+                frames = np.ix_(past, occupied)
+                inter = np.bitwise_count(self.bits[frames] & bits).sum(axis=2, dtype=np.int64)
+                union = self.counts[frames] + counts[occupied] - inter  # > 0: the cell is occupied now
+                novelty[occupied] = 1.0 - (inter / union).max(axis=0)
                 # inside the flame in both frames: rigid objects do not change there
-                lit = shape & self._cells(self.masks[-1], occupied)
-                diff = self._cells(change, occupied) * lit
+                lit = shape & self._cells(self.masks[-1], at)
+                diff = self._cells(change, at) * lit
                 shimmer[occupied] = diff.sum(axis=1) / np.maximum(np.count_nonzero(lit, axis=1), 1) / 255.0
         self.last_change = cv2.sumElems(change)[0] / change.size / 255.0 if change is not None else 0.0
         self.last_lum = lum
