@@ -88,10 +88,12 @@ class CellFlicker:
         words = -(-self.cell * self.cell // 64)  # a cell's shape packed into 64-bit words
         self.bits = np.zeros((slots, cells, words), np.uint64)
         self.counts = np.zeros((slots, cells), np.int64)  # candidate pixels per cell
-        self.novelty = np.full((slots, cells), np.nan, np.float32)  # NaN where the cell was empty
+        self.judged = np.zeros((slots, cells), bool)  # novelty and shimmer measured (0 where not)
+        self.novelty = np.zeros((slots, cells), np.float32)
         self.shimmer = np.zeros((slots, cells), np.float32)
         self.present = np.zeros((slots, cells), bool)  # cell held candidates
         self.present_frames = np.zeros(cells, np.int64)  # stored frames of the window with candidates
+        self.judged_frames = np.zeros(cells, np.int64)  # stored frames of the window judged
         # Full candidate masks, only as many as the rigidity test reads (memory: a camera's state).
         self.masks: deque[np.ndarray] = deque(maxlen=RIGIDITY_PAIRS + 1)
         self.last_lum: np.ndarray | None = None  # grey image (the grid's crop) of the last stored frame
@@ -128,8 +130,9 @@ class CellFlicker:
             counts.reshape(rows, cols)[cells] = \
                 corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
         occupied = np.flatnonzero(counts)
-        novelty[:] = np.nan
+        novelty[:] = 0.0
         shimmer[:] = 0.0
+        self.judged[slot] = False
         self.bits[slot] = 0
         change = cv2.absdiff(lum, self.last_lum) if self.last_lum is not None else None
         if occupied.size:
@@ -146,6 +149,7 @@ class CellFlicker:
                 inter = np.bitwise_count(self.bits[frames] & bits).sum(axis=2, dtype=np.int64)
                 union = self.counts[frames] + counts[occupied] - inter  # > 0: the cell is occupied now
                 novelty[occupied] = 1.0 - (inter / union).max(axis=0)
+                self.judged[slot, occupied] = True
                 # inside the flame in both frames: rigid objects do not change there
                 lit = shape & self._cells(self.masks[-1], at)
                 diff = self._cells(change, at) * lit
@@ -154,6 +158,7 @@ class CellFlicker:
         self.last_lum = lum
         self.present[slot] = counts > 0
         self.present_frames += self.present[slot]
+        self.judged_frames += self.judged[slot]
         self.times.append(ts)
         self.slots.append(slot)
         self.masks.append(mask)
@@ -161,6 +166,7 @@ class CellFlicker:
             self.times.popleft()
             old = self.slots.popleft()
             self.present_frames -= self.present[old]
+            self.judged_frames -= self.judged[old]
             self._free.append(old)
         while len(self.masks) > len(self.times):
             self.masks.popleft()
@@ -178,12 +184,10 @@ class CellFlicker:
         presence = self.present_frames / len(self.times)
         if not (presence >= presence_min).any():
             return presence, np.zeros(n), np.zeros(n)
-        slots = np.fromiter(self.slots, np.intp, len(self.slots))
-        novelty = self.novelty[slots]
-        judged = ~np.isnan(novelty)
-        hits = np.maximum(judged.sum(axis=0), 1)
-        mean_novelty = np.where(judged, novelty, 0.0).sum(axis=0) / hits
-        mean_shimmer = np.where(judged, self.shimmer[slots], 0.0).sum(axis=0) / hits
+        slots = np.fromiter(self.slots, np.intp, len(self.slots))  # oldest first
+        hits = np.maximum(self.judged_frames, 1)
+        mean_novelty = self.novelty[slots].sum(axis=0) / hits  # 0 where not judged
+        mean_shimmer = self.shimmer[slots].sum(axis=0) / hits
         return presence, mean_novelty, mean_shimmer
 
     def rigidity(self, box: tuple[int, int, int, int], pairs: int = RIGIDITY_PAIRS) -> tuple[float, float]:
