@@ -33,24 +33,27 @@ from detectors.fire_static import still_flames
 CELL = 16  # grid cell side at the working size (320 px wide)
 STILL_CHANGE = 0.002  # mean brightness change (0..1) below which consecutive frames are identical
 STILL_CONFIDENCE = (0.25, 0.4)  # confidence range of the single-frame test (temporal evidence: higher)
-_RING = np.ones((11, 11), np.uint8)  # dilation giving a ring of 5 px around a blob
+GLOW_RING = 5  # px around a flame blob its glow is compared with
+_RING = np.ones((2 * GLOW_RING + 1, 2 * GLOW_RING + 1), np.uint8)
 
 
-def _blobs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """8-connected blobs of a mask: uint16 labels (the mask's shape) and their stats. Labelled in
-    the candidates' box only, from even coordinates: OpenCV scans 2x2 blocks, so the labels
-    come in the same order as over the whole mask."""
+def _blobs(mask: np.ndarray, margin: int) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
+    """8-connected blobs of a mask, labelled (uint16) only in the candidates' box grown by
+    ``margin``: the labels, their (top, left) in the mask and the blobs' stats in mask coordinates.
+    The box starts at even coordinates: OpenCV scans 2x2 blocks, so the labels come in the same
+    order as over the whole mask."""
     x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
-    labels = np.zeros(mask.shape, np.uint16)
     if not w:
-        return labels, np.zeros((1, 5), np.int32)
-    box = np.s_[y - y % 2: y + h, x - x % 2: x + w]
+        return np.zeros((0, 0), np.uint16), (0, 0), np.zeros((1, 5), np.int32)
+    top, left = max(y - margin, 0), max(x - margin, 0)
+    top, left = top - top % 2, left - left % 2
     # 16-bit labels suffice at working size (fewer than 65536 blobs) and are faster
-    _, labels[box], stats, _ = cv2.connectedComponentsWithStats(
-        mask[box].view(np.uint8), connectivity=8, ltype=cv2.CV_16U)
-    stats[:, cv2.CC_STAT_LEFT] += x - x % 2
-    stats[:, cv2.CC_STAT_TOP] += y - y % 2
-    return labels, stats
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask[top: y + h + margin, left: x + w + margin].view(np.uint8), connectivity=8,
+        ltype=cv2.CV_16U)
+    stats[:, cv2.CC_STAT_LEFT] += left
+    stats[:, cv2.CC_STAT_TOP] += top
+    return labels, (top, left), stats
 
 
 class FireSettings(DetectorSettings):
@@ -229,24 +232,29 @@ class FireDetector:
         if count <= 1:
             return [], 0, 0.0
         hh, ww = mask.shape
-        blob_labels, blob_stats = _blobs(mask)
+        blob_labels, (top, left), blob_stats = _blobs(mask, GLOW_RING)
         blobs = len(blob_stats)
         boxes, area, best = [], 0, 0.0
         counted = np.zeros(blobs, bool)
         for i in range(1, count):
             x, y, cw, ch = (int(v) for v in stats[i][:4])
             # the blobs under the cluster's cells (within the cluster's box of cells), not yet counted
-            under = blob_labels[y * CELL:(y + ch) * CELL, x * CELL:(x + cw) * CELL]
-            cells = labels[y:y + ch, x:x + cw] == i
-            if not cells.all():
-                under = under[np.repeat(np.repeat(cells, CELL, axis=0), CELL, axis=1)]
+            y0, x0 = max(y * CELL, top), max(x * CELL, left)
+            y1 = min((y + ch) * CELL, top + blob_labels.shape[0])
+            x1 = min((x + cw) * CELL, left + blob_labels.shape[1])
             seen = np.zeros(blobs, bool)
-            seen[under] = True
+            if y0 < y1 and x0 < x1:
+                under = blob_labels[y0 - top: y1 - top, x0 - left: x1 - left]
+                cells = labels[y:y + ch, x:x + cw] == i
+                if not cells.all():
+                    inside = np.repeat(np.repeat(cells, CELL, axis=0), CELL, axis=1)
+                    under = under[inside[y0 - y * CELL: y1 - y * CELL, x0 - x * CELL: x1 - x * CELL]]
+                seen[under] = True
             seen[0] = False
             touched = np.flatnonzero(seen & ~counted)
             px = int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
             if px * 100.0 / region_px < self.fire.min_area_pct \
-                    or not self._glows(luma, blob_labels, blob_stats, touched):
+                    or not self._glows(luma, blob_labels, (top, left), blob_stats, touched):
                 continue
             aligned, raw = self.flicker.rigidity(
                 (max(x - 1, 0) * CELL, max(y - 1, 0) * CELL, (cw + 2) * CELL, (ch + 2) * CELL))
@@ -284,25 +292,26 @@ class FireDetector:
         slope = float(t @ (a - mean_area)) / float(t @ t)  # the least-squares line's slope
         return slope * 60.0 / mean_area
 
-    def _glows(self, luma: np.ndarray, blob_labels: np.ndarray, blob_stats: np.ndarray,
-               touched: np.ndarray) -> bool:
+    def _glows(self, luma: np.ndarray, blob_labels: np.ndarray, origin: tuple[int, int],
+               blob_stats: np.ndarray, touched: np.ndarray) -> bool:
         """Flames emit light: the pixels of the blobs ``touched`` are brighter than their
-        surroundings (a ring of 5 px). Measured inside the blobs' box plus the ring."""
+        surroundings (a ring of 5 px). Measured inside the blobs' box plus the ring; ``blob_labels``
+        start at ``origin`` (top, left) and cover that ring."""
         if not touched.size:
             return True
         left, top = blob_stats[touched, cv2.CC_STAT_LEFT], blob_stats[touched, cv2.CC_STAT_TOP]
         right = left + blob_stats[touched, cv2.CC_STAT_WIDTH]
         bottom = top + blob_stats[touched, cv2.CC_STAT_HEIGHT]
-        box = np.s_[max(int(top.min()) - 5, 0): int(bottom.max()) + 5,
-                    max(int(left.min()) - 5, 0): int(right.max()) + 5]
+        y0, y1 = max(int(top.min()) - GLOW_RING, 0), int(bottom.max()) + GLOW_RING
+        x0, x1 = max(int(left.min()) - GLOW_RING, 0), int(right.max()) + GLOW_RING
         lut = np.zeros(len(blob_stats), np.uint8)
         lut[touched] = 1
-        flame = lut[blob_labels[box]]
+        flame = lut[blob_labels[y0 - origin[0]: y1 - origin[0], x0 - origin[1]: x1 - origin[1]]]
         ring = cv2.dilate(flame, _RING) - flame  # 0/1: the flame lies inside its dilation
         ring_px = cv2.countNonZero(ring)
         if not ring_px:
             return True
-        lum = luma[box]
+        lum = luma[y0:y1, x0:x1]
         flame_mean = cv2.sumElems(lum * flame)[0] / int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
         return flame_mean >= cv2.sumElems(lum * ring)[0] / ring_px + self.glow_min
 

@@ -145,7 +145,7 @@ class CellFlicker:
             self.bits[slot, occupied] = bits
             if len(self.slots) >= self.min_past:
                 past = np.fromiter(self.slots, np.intp, len(self.slots))
-                frames = np.ix_(past, occupied)
+                frames = (past[:, None], occupied)  # (past frames, occupied cells)
                 inter = np.bitwise_count(self.bits[frames] & bits).sum(axis=2, dtype=np.int64)
                 union = self.counts[frames] + counts[occupied] - inter  # > 0: the cell is occupied now
                 novelty[occupied] = 1.0 - (inter / union).max(axis=0)
