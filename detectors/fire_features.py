@@ -35,12 +35,16 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int,
     # the ratio tests only for those candidates, in integers
     r16, g16, b16 = (c.ravel()[where].astype(np.int16) for c in (r, g, b))
     chroma = r16 - b16
-    body.ravel()[where] = (5 * chroma >= 2 * r16) & (25 * (g16 - b16) >= 3 * chroma)
-    x, y, w, h = cv2.boundingRect(body.view(np.uint8))
-    if not w:
+    ok = (5 * chroma >= 2 * r16) & (25 * (g16 - b16) >= 3 * chroma)
+    body.ravel()[where] = ok
+    where = where[ok]
+    if not where.size:
         return body
     # core pixels within 2 px of the body: only inside the body's box grown by 2 px
-    box = np.s_[max(y - 2, 0): y + h + 2, max(x - 2, 0): x + w + 2]
+    width = body.shape[1]
+    columns = where % width
+    box = np.s_[max(int(where[0]) // width - 2, 0): int(where[-1]) // width + 3,
+                max(int(columns.min()) - 2, 0): int(columns.max()) + 3]
     r, g, b, near = r[box], g[box], b[box], body[box]
     core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
     near |= core & cv2.dilate(near.view(np.uint8), _NEAR_BODY).view(bool)
