@@ -39,6 +39,7 @@ from detectors.congestion_features import (
     colour_masks,
     count,
     count_vehicles,
+    half_size,
     lanes_from_motion,
     local_contrast,
     road_zone_from_asphalt,
@@ -129,7 +130,8 @@ class CongestionDetector:
     def __init__(self, settings: CongestionSettings | None = None) -> None:
         self.settings = settings or CongestionSettings()
         self._shape: tuple[int, int] | None = None
-        self._history: deque[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = deque()
+        # ts, (grey, half-size grey), blurred grey, local contrast
+        self._history: deque[tuple[float, tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]] = deque()
         self._last_ts: float | None = None
         self._rigidity: float | None = None
         self._rigidity_ts = 0.0
@@ -172,7 +174,8 @@ class CongestionDetector:
             self._rigidity_ts = ts
         return 1.0 if self._rigidity is None else self._rigidity
 
-    def _reference(self, ts: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+    def _reference(self, ts: float) -> tuple[float, tuple[np.ndarray, np.ndarray], np.ndarray,
+                                             np.ndarray] | None:
         """The newest kept frame at least ``compare_after_s`` old (None while there is none)."""
         best = None
         for item in self._history:
@@ -180,12 +183,12 @@ class CongestionDetector:
                 best = item
         return best
 
-    def _remember(self, ts: float, grey: np.ndarray, smoothed: np.ndarray,
+    def _remember(self, ts: float, tracked: tuple[np.ndarray, np.ndarray], smoothed: np.ndarray,
                   contrast: np.ndarray) -> None:
         self._last_ts = ts
         if self._history and ts - self._history[-1][0] < self.settings.compare_after_s / 4:
             return  # at high frame rates keep ~4 frames per comparison interval, not all
-        self._history.append((ts, grey, smoothed, contrast))
+        self._history.append((ts, tracked, smoothed, contrast))
         keep_after = ts - self.settings.compare_after_s
         while len(self._history) > 2 and self._history[1][0] <= keep_after:
             self._history.popleft()
@@ -240,10 +243,11 @@ class CongestionDetector:
         ref = self._reference(ts)
         contrast = local_contrast(grey)
         smoothed = smooth(grey)
-        self._remember(ts, grey, smoothed, contrast)
+        tracked = (grey, half_size(grey))  # what LK works on
+        self._remember(ts, tracked, smoothed, contrast)
         if ref is None:  # nothing old enough to compare with: cannot tell moving from stopped
             return [Finding("congestion", False, ready=False)]
-        ref_ts, ref_grey, ref_smoothed, ref_contrast = ref
+        ref_ts, ref_tracked, ref_smoothed, ref_contrast = ref
         changed = changed_mask(smoothed, ref_smoothed, s.change_level)
         if not self._whole_frame:
             changed = cv2.bitwise_and(changed, self._mask)
@@ -253,7 +257,7 @@ class CongestionDetector:
             self._refresh_masks(small, ts)
         asphalt = asphalt_mask(self._grey_lit, contrast)
         zone, zone_px, from_motion = self._road_zone(ts, None if big_change else changed, asphalt)
-        motion = track_motion(ref_grey, ref_contrast, grey, cv2.bitwise_and(changed, zone),
+        motion = track_motion(ref_tracked, ref_contrast, tracked, cv2.bitwise_and(changed, zone),
                               ts - ref_ts, s.slow_speed)
         heavy, medium, stalled = s.scaled()
         if big_change and motion.fast <= stalled:  # much changed, little moved far: camera shake

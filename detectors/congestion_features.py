@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -22,10 +24,16 @@ class MotionSample(NamedTuple):
 
 _CROSS3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 _SQUARE3 = np.ones((3, 3), np.uint8)
-# 9x9 windows on 4 pyramid levels; at most 10 iterations per level or until a step < 0.03 px
-# (flicker never converges, and sub-0.03 px precision buys nothing against a 1 px check)
-_LK = {"winSize": (9, 9), "maxLevel": 3,
-       "criteria": (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 0.03)}
+# Pyramidal LK on 4 levels with 9x9 windows, at most 10 iterations per level or until a step is
+# below 0.03 px (flicker never converges; finer steps buy nothing against a 1 px check). It runs as
+# two calls that give exactly what one call gives: levels 1-3 on the frames' `half_size` copies
+# (made once per frame, so the finest pyramid level is not rebuilt by every call), then level 0
+# starting from their flow.
+_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 0.03)
+_WINDOW = (9, 9)
+_LK_COARSE = {"winSize": _WINDOW, "maxLevel": 2, "criteria": _CRITERIA}
+_LK_FINE = {"winSize": _WINDOW, "maxLevel": 0, "criteria": _CRITERIA,
+            "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
 
 
 def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -41,6 +49,11 @@ def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 def count(mask: np.ndarray) -> int:
     """Number of set pixels of a mask."""
     return cv2.countNonZero(mask)
+
+
+def half_size(grey: np.ndarray) -> np.ndarray:
+    """The frame one pyramid level down (Gaussian, then every other pixel), for tracking."""
+    return cv2.pyrDown(grey)
 
 
 def smooth(grey: np.ndarray) -> np.ndarray:
@@ -134,15 +147,36 @@ def vehicle_texture(contrast: np.ndarray, level: int) -> np.ndarray:
     return cv2.morphologyEx(textured, cv2.MORPH_CLOSE, _SQUARE3)
 
 
-def track_motion(ref: np.ndarray, ref_contrast: np.ndarray, grey: np.ndarray, changed: np.ndarray,
-                 dt: float, slow_speed: float, max_points: int = 40, step: int = 6,
-                 max_error: float = 1.0) -> MotionSample:
+def pyramid_lk(prev: tuple[np.ndarray, np.ndarray], nxt: tuple[np.ndarray, np.ndarray],
+               points: np.ndarray) -> np.ndarray:
+    """Where ``points`` ((n, 1, 2) float32) of the ``prev`` frame went in ``nxt`` (each a
+    (frame, `half_size` frame) pair): pyramidal LK as described at ``_LK_COARSE``."""
+    if min(prev[1].shape) <= _WINDOW[0]:  # too small for a pyramid: one level only
+        return cv2.calcOpticalFlowPyrLK(prev[0], nxt[0], points, None, winSize=_WINDOW,
+                                        maxLevel=0, criteria=_CRITERIA)[0]
+    flow, _, _ = cv2.calcOpticalFlowPyrLK(prev[1], nxt[1], points * 0.5, None, **_LK_COARSE)
+    return cv2.calcOpticalFlowPyrLK(prev[0], nxt[0], points, flow * 2, **_LK_FINE)[0]
+
+
+@functools.lru_cache(maxsize=4)
+def _grid_points(shape: tuple[int, int], step: int) -> np.ndarray:
+    """(cells, 1, 2) float32 x, y of the centres of a ``step`` px grid over a (height, width)."""
+    ys, xs = np.mgrid[step // 2:shape[0]:step, step // 2:shape[1]:step]
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32).reshape(-1, 1, 2)
+    points.setflags(write=False)
+    return points
+
+
+def track_motion(ref: tuple[np.ndarray, np.ndarray], ref_contrast: np.ndarray,
+                 frame: tuple[np.ndarray, np.ndarray], changed: np.ndarray, dt: float,
+                 slow_speed: float, max_points: int = 40, step: int = 6, max_error: float = 1.0
+                 ) -> MotionSample:
     """Track the most contrasted changed spots of ``ref`` (``ref_contrast`` is its
-    `local_contrast`) to ``grey`` with pyramidal LK; a track is kept when tracking it back lands
-    within ``max_error`` px of where it started. A spot whose track is lost counts as fast: at
-    1-2 frames/s a vehicle in free flow moves further than LK can follow, while crawling traffic
-    tracks well."""
-    h, w = grey.shape
+    `local_contrast`) to ``frame`` (both (grey, `half_size` grey)) with pyramidal LK; a track is
+    kept when tracking it back lands within ``max_error`` px of where it started. A spot whose
+    track is lost counts as fast: at 1-2 frames/s a vehicle in free flow moves further than LK can
+    follow, while crawling traffic tracks well."""
+    h, w = changed.shape
     o = step // 2
     grid = ref_contrast[o::step, o::step] & cv2.dilate(changed, _SQUARE3)[o::step, o::step]
     flat = grid.ravel()
@@ -153,48 +187,35 @@ def track_motion(ref: np.ndarray, ref_contrast: np.ndarray, grey: np.ndarray, ch
     n = len(top)
     if n < 3:
         return MotionSample(0, 0.0, 0.0, None)
-    ys, xs = np.divmod(top, grid.shape[1])
-    pts = np.empty((n, 1, 2), np.float32)
-    pts[:, 0, 0] = xs * step + o
-    pts[:, 0, 1] = ys * step + o
-    after, _, _ = cv2.calcOpticalFlowPyrLK(ref, grey, pts, None, **_LK)
-    back, _, _ = cv2.calcOpticalFlowPyrLK(grey, ref, after, None, **_LK)
-    start = pts.reshape(-1, 2)
-    err = start - back.reshape(-1, 2)
-    ok = np.sqrt((err * err).sum(axis=1)) < max_error
-    shift = after.reshape(-1, 2) - start
-    dist = np.sqrt((shift * shift).sum(axis=1))
+    pts = _grid_points((h, w), step)[top]
+    after = pyramid_lk(ref, frame, pts)
+    back = pyramid_lk(frame, ref, after)
+    start = pts.view(np.complex64).ravel()  # x + iy
+    ok = np.abs(start - back.view(np.complex64).ravel()) < max_error
+    shift = after.view(np.complex64).ravel() - start
+    dist = np.abs(shift)
     cap = max(2 * slow_speed, 0.5)
     speed = np.where(ok, np.minimum(dist / w / dt, cap), cap)
     fast = np.count_nonzero(speed > slow_speed) / n
-    ordered = np.sort(speed)
-    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    speed.sort()
+    median = speed[n // 2] if n % 2 else (speed[n // 2 - 1] + speed[n // 2]) / 2
     moved = ok & (dist > 1.0)
-    rigid = rigidity(start[moved], shift[moved], 0.08 * w)
-    return MotionSample(n, fast, float(median), rigid)
-
-
-def _pair_distances(xy: np.ndarray) -> np.ndarray:
-    """Euclidean distance between every two rows of an (n, 2) array."""
-    dx = xy[:, 0, None] - xy[:, 0]
-    dy = xy[:, 1, None] - xy[:, 1]
-    return np.sqrt(dx * dx + dy * dy)
+    return MotionSample(n, fast, float(median), rigidity(start[moved], shift[moved], 0.08 * w))
 
 
 def rigidity(points: np.ndarray, shifts: np.ndarray, radius: float) -> float | None:
     """Mean share of each moved spot's neighbours (within ``radius``) that moved alike (within
-    1 px or 35 %). Spots on a vehicle move together; flames and flicker do not. None when fewer
-    than three spots have a neighbour."""
+    1 px or 35 %); ``points`` and ``shifts`` are complex x + iy. Spots on a vehicle move
+    together; flames and flicker do not. None when fewer than three spots have a neighbour."""
     if len(points) < 4:
         return None
-    near = _pair_distances(points) < radius
+    near = np.abs(points[:, None] - points) < radius
     np.fill_diagonal(near, False)
     neighbours = np.count_nonzero(near, axis=1)
     has = neighbours > 0
     if np.count_nonzero(has) < 3:
         return None
-    size = np.sqrt((shifts * shifts).sum(axis=1))
-    alike = _pair_distances(shifts) < np.maximum(1.0, 0.35 * size)[:, None]
+    alike = np.abs(shifts[:, None] - shifts) < np.maximum(1.0, 0.35 * np.abs(shifts))[:, None]
     return float((np.count_nonzero(alike & near, axis=1)[has] / neighbours[has]).mean())
 
 

@@ -269,3 +269,19 @@ def test_footage_regression(footage_dir):
     assert total["congested"] >= 3 and len(flagged["congested"]) == total["congested"], flagged
     assert flagged["free"] == [] and flagged["empty"] == [], flagged
     assert len(flagged["na"]) <= 1, flagged["na"]
+
+
+def test_two_call_lk_is_one_pyramidal_lk():
+    """Levels 1-3 on the half-size frames, then level 0, give exactly what one 4-level call gives."""
+    from detectors.congestion_features import _CRITERIA, _WINDOW, half_size, pyramid_lk
+
+    road = Road(12, 0.02)
+    a, b = (cv2.cvtColor(cv2.resize(road.frame(t), (320, 180), interpolation=cv2.INTER_AREA),
+                         cv2.COLOR_BGR2GRAY) for t in (0.0, 0.5))
+    rng = np.random.default_rng(3)
+    points = rng.uniform([5, 5], [315, 175], (40, 2)).astype(np.float32).reshape(-1, 1, 2)
+    one, _, _ = cv2.calcOpticalFlowPyrLK(a, b, points, None, winSize=_WINDOW, maxLevel=3,
+                                         criteria=_CRITERIA)
+    two = pyramid_lk((a, half_size(a)), (b, half_size(b)), points)
+    assert np.array_equal(one, two)
+    assert np.abs(two - points).max() > 2  # the cars moved and were followed
