@@ -4,7 +4,8 @@ Fire: bright red-orange-yellow pixels are only candidates. A grid cell counts as
 held candidates in most of the last seconds, its candidate outline keeps taking shapes it never had
 before in the window (novelty: static logos, lamps, blinking or cycling neon and slowly sliding
 objects all match an earlier shape) and the brightness inside it shimmers. A cluster of burning
-cells must also glow (candidates brighter than the rest of their cells).
+cells must also glow (its candidate blobs brighter than a 5 px ring around them) and must not
+move rigidly (a bus or a panning view translates, a flame does not).
 
 Smoke: grey, low-saturation haze that hides the background's edges while the background's
 structure still shows through, persisting for seconds (see :class:`SmokeHaze`; it looks at a
@@ -27,33 +28,13 @@ import numpy as np
 from pydantic import Field
 
 from detectors.base import DetectorSettings, Finding, region_mask, working_size
-from detectors.fire_features import CellFlicker, SmokeHaze, flame_colour_mask
+from detectors.fire_features import GLOW_RING, CellFlicker, flame_blobs, flame_colour_mask, glows
+from detectors.fire_smoke import SmokeHaze
 from detectors.fire_static import still_flames
 
 CELL = 16  # grid cell side at the working size (320 px wide)
 STILL_CHANGE = 0.002  # mean brightness change (0..1) below which consecutive frames are identical
 STILL_CONFIDENCE = (0.25, 0.4)  # confidence range of the single-frame test (temporal evidence: higher)
-GLOW_RING = 5  # px around a flame blob its glow is compared with
-_RING = np.ones((2 * GLOW_RING + 1, 2 * GLOW_RING + 1), np.uint8)
-
-
-def _blobs(mask: np.ndarray, margin: int) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
-    """8-connected blobs of a mask, labelled (uint16) only in the candidates' box grown by
-    ``margin``: the labels, their (top, left) in the mask and the blobs' stats in mask coordinates.
-    The box starts at even coordinates: OpenCV scans 2x2 blocks, so the labels come in the same
-    order as over the whole mask."""
-    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
-    if not w:
-        return np.zeros((0, 0), np.uint16), (0, 0), np.zeros((1, 5), np.int32)
-    top, left = max(y - margin, 0), max(x - margin, 0)
-    top, left = top - top % 2, left - left % 2
-    # 16-bit labels suffice at working size (fewer than 65536 blobs) and are faster
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask[top: y + h + margin, left: x + w + margin].view(np.uint8), connectivity=8,
-        ltype=cv2.CV_16U)
-    stats[:, cv2.CC_STAT_LEFT] += left
-    stats[:, cv2.CC_STAT_TOP] += top
-    return labels, (top, left), stats
 
 
 class FireSettings(DetectorSettings):
@@ -232,7 +213,7 @@ class FireDetector:
         if count <= 1:
             return [], 0, 0.0
         hh, ww = mask.shape
-        blob_labels, (top, left), blob_stats = _blobs(mask, GLOW_RING)
+        blob_labels, (top, left), blob_stats = flame_blobs(mask, GLOW_RING)
         blobs = len(blob_stats)
         boxes, area, best = [], 0, 0.0
         counted = np.zeros(blobs, bool)
@@ -254,7 +235,7 @@ class FireDetector:
             touched = np.flatnonzero(seen & ~counted)
             px = int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
             if px * 100.0 / region_px < self.fire.min_area_pct \
-                    or not self._glows(luma, blob_labels, (top, left), blob_stats, touched):
+                    or not glows(luma, blob_labels, (top, left), blob_stats, touched, self.glow_min):
                 continue
             aligned, raw = self.flicker.rigidity(
                 (max(x - 1, 0) * CELL, max(y - 1, 0) * CELL, (cw + 2) * CELL, (ch + 2) * CELL))
@@ -291,29 +272,6 @@ class FireDetector:
         mean_area = float(a.sum()) / len(a)
         slope = float(t @ (a - mean_area)) / float(t @ t)  # the least-squares line's slope
         return slope * 60.0 / mean_area
-
-    def _glows(self, luma: np.ndarray, blob_labels: np.ndarray, origin: tuple[int, int],
-               blob_stats: np.ndarray, touched: np.ndarray) -> bool:
-        """Flames emit light: the pixels of the blobs ``touched`` are brighter than their
-        surroundings (a ring of 5 px). Measured inside the blobs' box plus the ring; ``blob_labels``
-        start at ``origin`` (top, left) and cover that ring."""
-        if not touched.size:
-            return True
-        left, top = blob_stats[touched, cv2.CC_STAT_LEFT], blob_stats[touched, cv2.CC_STAT_TOP]
-        right = left + blob_stats[touched, cv2.CC_STAT_WIDTH]
-        bottom = top + blob_stats[touched, cv2.CC_STAT_HEIGHT]
-        y0, y1 = max(int(top.min()) - GLOW_RING, 0), int(bottom.max()) + GLOW_RING
-        x0, x1 = max(int(left.min()) - GLOW_RING, 0), int(right.max()) + GLOW_RING
-        lut = np.zeros(len(blob_stats), np.uint8)
-        lut[touched] = 1
-        flame = lut[blob_labels[y0 - origin[0]: y1 - origin[0], x0 - origin[1]: x1 - origin[1]]]
-        ring = cv2.dilate(flame, _RING) - flame  # 0/1: the flame lies inside its dilation
-        ring_px = cv2.countNonZero(ring)
-        if not ring_px:
-            return True
-        lum = luma[y0:y1, x0:x1]
-        flame_mean = cv2.sumElems(lum * flame)[0] / int(blob_stats[touched, cv2.CC_STAT_AREA].sum())
-        return flame_mean >= cv2.sumElems(lum * ring)[0] / ring_px + self.glow_min
 
     def _track_still(self, ts: float) -> bool:
         """True once the frames have been identical for the whole judging period (a replayed still)."""
