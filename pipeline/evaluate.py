@@ -2,7 +2,7 @@
 
 Each listed media file takes a camera frame's production path: sampled at the camera rate by the
 ingest reader (a still replayed for :data:`STILL_SECONDS`), JPEG-encoded like ``citywatch ingest``,
-decoded at reduced size like the worker, fed to a fresh :class:`~pipeline.analysis.FrameAnalyzer`.
+decoded straight to the detectors' width like the worker, fed to a fresh :class:`~pipeline.analysis.FrameAnalyzer`.
 A clip is *alarmed* for a type when an incident of that type starts; for ``fire`` a smoke incident
 counts too (many fires show smoke first); fire-only / smoke-only rows are reported beside it.
 """
@@ -20,9 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.config import AlertSettings, CameraConfig, WorkerSettings, format_validation_error
-from pipeline.decode import BadFrame, decode_frame
+from pipeline.decode import BadFrame
 from pipeline.ingest import IMAGE_SUFFIXES, IngestError, open_source
-from pipeline.worker import SNAPSHOT_WIDTH as DECODE_MAX_WIDTH  # footage decoded at 640 px; detectors shrink it
+from pipeline.worker import decode_for_analysis  # the worker's decode, so frames match the flow's
 
 STILL_SECONDS = 10.0
 INGEST_JPEG_QUALITY = 90  # what `citywatch ingest` encodes with by default
@@ -161,7 +161,7 @@ def run_media(media: LabeledMedia, root: Path, fps: float, index: int,
         for t, image in media_frames(path, fps, media.is_still):
             jpeg = as_camera_sends_it(image)
             began = time.perf_counter()
-            frame = decode_frame(jpeg, max_pixels=max_pixels, max_width=DECODE_MAX_WIDTH)
+            frame = decode_for_analysis(jpeg, camera, max_pixels)
             decoded = time.perf_counter()
             findings, events = analyzer.analyze(frame, EPOCH + t)
             done = time.perf_counter()

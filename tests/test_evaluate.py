@@ -120,7 +120,7 @@ def test_frames_reach_the_analyzer_as_the_worker_decodes_them(media):
 
     result = run_media(row, media, fps=4.0, index=3, factory=factory)
     assert result.error is None and result.frames == 40 and result.footage_s == 10.0
-    assert set(seen[0].widths) == {640}  # 1280 px JPEG decoded at 1/2 like the worker
+    assert set(seen[0].widths) == {320}  # 1280 px JPEG decoded at 1/4 straight to 320 px, like the worker
     assert seen[0].camera.fps == 4.0 and seen[0].camera.id == "eval-0003"
 
 
