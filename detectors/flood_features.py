@@ -306,7 +306,7 @@ class DryReference:
             self._warmup.append((log_texture, orientation.copy(), present))
             if len(self._warmup) == self.WARMUP:
                 self._log_texture, self._orientation, self._puddles = (
-                    _median_of_frames(np.stack([w[i] for w in self._warmup])) for i in range(3))
+                    _median_of_frames([w[i] for w in self._warmup]) for i in range(3))
                 self._warmup = []
             return
         step = self.MIN_INTERVAL_S / self.span_s  # a change of 1 (log texture) takes ~span_s
@@ -323,13 +323,23 @@ def _nudge(reference: np.ndarray, sample: np.ndarray, step: float) -> None:
     reference += step * np.sign(sample - reference)
 
 
-def _median_of_frames(stack: np.ndarray) -> np.ndarray:
-    """``np.median(stack, axis=0)``, 2-3x faster for an odd number of frames without NaN: the
-    middle element of a partial sort (what numpy's median selects too, minus its extra passes)."""
-    if stack.shape[0] % 2 == 0 or np.isnan(stack).any():
-        return np.median(stack, axis=0)
-    middle = stack.shape[0] // 2
-    return np.partition(stack, middle, axis=0)[middle].copy()
+def _median_of_frames(frames: list[np.ndarray]) -> np.ndarray:
+    """``np.median`` over a list of same-shape maps, element-wise. For an odd number without NaN
+    (the warm-up), by whole-map min/max exchanges: bubble the largest to the top until only the
+    lower half plus the middle is left, whose maximum is the median (exactly the same values,
+    ~3x faster than a partial sort along the frame axis)."""
+    if len(frames) % 2 == 0 or any(np.isnan(f).any() for f in frames):
+        return np.median(np.stack(frames), axis=0)
+    maps = [f.copy() for f in frames]
+    for top in range(len(maps) - 1, len(maps) // 2, -1):
+        for i in range(top):  # afterwards maps[top] holds the largest of maps[:top + 1]
+            low = np.minimum(maps[i], maps[i + 1])
+            np.maximum(maps[i], maps[i + 1], out=maps[i + 1])
+            maps[i] = low
+    median = maps[0]
+    for other in maps[1: len(maps) // 2 + 1]:
+        np.maximum(median, other, out=median)
+    return median
 
 
 def thumbnail(image: np.ndarray, max_width: int = 40) -> np.ndarray:

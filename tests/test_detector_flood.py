@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from detectors.base import Finding
 from detectors.flood import FloodDetector, FloodSettings
-from detectors.flood_features import DryReference, water_level_index
+from detectors.flood_features import DryReference, _median_of_frames, water_level_index
 from tests.conftest import FOOTAGE
 
 W, H = 640, 360
@@ -331,6 +331,13 @@ def test_dry_reference_median_ignores_passing_cars():
         ref.update(car if i % 3 == 0 else road, zero, ts=i * 1.0)
     assert ref.mature
     assert np.allclose(ref.texture(), 2.0, rtol=0.15)
+
+
+@pytest.mark.parametrize("count", [1, 3, 7, 4])
+def test_warmup_median_equals_numpy_median(count):
+    rng = np.random.default_rng(count)
+    frames = [rng.integers(0, 5, (6, 7)).astype(np.float32) for _ in range(count)]
+    assert np.array_equal(_median_of_frames(frames), np.median(np.stack(frames), axis=0))
 
 
 def test_water_level_index_counts_rows_from_the_bottom():
