@@ -51,7 +51,7 @@ from detectors.congestion_features import (
 
 LEVELS = ("free", "free", "free", "medium", "medium", "heavy")  # by LOS A..F
 FREE_FLOW = 0.85  # share of moving spots above the crawl speed that counts as free-flow speed
-_SQUARE5 = np.ones((5, 5), np.uint8)
+_SQUARE3 = np.ones((3, 3), np.uint8)
 MASK_REFRESH_S = 2.0  # frame time between re-computations of the colour masks and asphalt zone
 
 
@@ -298,10 +298,11 @@ def _confidence(occupancy: float, fast: float, heavy: float, stalled: float) -> 
 
 
 def _boxes(occupied: np.ndarray, max_boxes: int = 4) -> tuple[tuple[float, float, float, float], ...]:
-    """Normalized boxes around the largest occupied areas (for the evidence snapshot)."""
-    half = coarse(occupied, (max(1, occupied.shape[0] // 2), max(1, occupied.shape[1] // 2)))
-    h, w = half.shape
-    blob = cv2.dilate(half, _SQUARE5)
+    """Normalized boxes around the largest occupied areas (for the evidence snapshot), found on
+    4x4 px cells; areas less than two cells (8 px) apart merge."""
+    cells = coarse(occupied, (max(1, occupied.shape[0] // 4), max(1, occupied.shape[1] // 4)))
+    h, w = cells.shape
+    blob = cv2.dilate(cells, _SQUARE3)
     n, _, stats, _ = cv2.connectedComponentsWithStats(blob, connectivity=8, ltype=cv2.CV_16U)
     order = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:max_boxes]
     return tuple((float(stats[i, 0] / w), float(stats[i, 1] / h), float(stats[i, 2] / w),

@@ -54,6 +54,7 @@ class ObstructionDetector:
         self._frozen_after_s = self.settings.frozen_after_s / k
         self._shape: tuple[int, int] | None = None
         self._mask: np.ndarray | None = None
+        self._pixels = 1  # pixels judged (inside the regions)
         self._prev: np.ndarray | None = None
         self._prev_ts: float | None = None
         self._frozen_since: float | None = None
@@ -71,6 +72,7 @@ class ObstructionDetector:
         if self._shape != grey.shape:  # first frame or a new decode size: start over
             self._shape = grey.shape
             self._mask = region_mask(self.settings.regions, *grey.shape) if self.settings.regions else None
+            self._pixels = max(1, grey.size if self._mask is None else cv2.countNonZero(self._mask))
             self._prev, self._prev_ts, self._frozen_since = None, None, None
             self._warmup, self._baseline = [], None
         return grey
@@ -80,14 +82,17 @@ class ObstructionDetector:
         grey = self._prepare(frame)
         mask = self._mask
         mean, std = (float(v[0][0]) for v in cv2.meanStdDev(grey, mask=mask))
-        _, lap_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F, ksize=3), mask=mask)
-        sharpness = float(lap_std[0][0]) ** 2 / (std * std + 1.0)
+        # variance from exact sums (|Laplacian| <= 8 * 255 fits 16 bits): cheaper than meanStdDev
+        lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=3)
+        lap_mean = cv2.mean(lap, mask=mask)[0]
+        lap_var = max(0.0, cv2.norm(lap, cv2.NORM_L2SQR, mask=mask) / self._pixels - lap_mean ** 2)
+        sharpness = lap_var / (std * std + 1.0)
 
         covered = std < self._flat_std or (mean < s.dark_level and std < 2 * self._flat_std)
 
         frozen_s = 0.0
         if self._prev is not None and self._prev_ts is not None and ts >= self._prev_ts:
-            diff = float(cv2.mean(cv2.absdiff(grey, self._prev), mask=mask)[0])
+            diff = cv2.norm(grey, self._prev, cv2.NORM_L1, mask=mask) / self._pixels  # mean |change|
             if diff <= s.frozen_max_diff:
                 if self._frozen_since is None:
                     self._frozen_since = self._prev_ts

@@ -117,6 +117,31 @@ def test_regions_limit_the_judgement():
     assert not whole.detect(frame, 0.0)[0].active
 
 
+def test_measurements_inside_regions_are_the_plain_statistics():
+    """Sharpness and the frame-to-frame change are worked out from sums; inside a region they
+    must equal var(Laplacian) / (var(grey) + 1) and the mean absolute change of those pixels."""
+    det = ObstructionDetector(ObstructionSettings(regions=[[(0, 0), (0.6, 0), (0.6, 1), (0, 1)]]))
+    a, b = scene(1), scene(2)
+    det.detect(a, 0.0)
+    m = det.detect(b, 0.5)[0].measurements
+    inside = det._mask > 0
+    grey_b = cv2.cvtColor(cv2.resize(b, (320, 180), interpolation=cv2.INTER_LINEAR),
+                          cv2.COLOR_BGR2GRAY)
+    lap = cv2.Laplacian(grey_b, cv2.CV_64F, ksize=3)[inside]
+    sharpness = lap.var() / (grey_b[inside].astype(np.float64).var() + 1.0)
+    assert m["sharpness"] == pytest.approx(sharpness, abs=1e-4)
+    whole = ObstructionDetector()
+    whole.detect(a, 0.0)
+    assert whole.detect(b, 0.5)[0].measurements["sharpness"] != m["sharpness"]
+    # a picture that only changes outside the region counts as repeated inside it
+    c = a.copy()
+    c[:, 800:] = b[:, 800:]
+    assert det.detect(a, 1.0)[0].measurements["frozen_s"] == 0.0
+    assert det.detect(c, 1.5)[0].measurements["frozen_s"] == 0.5
+    whole.detect(a, 1.0)
+    assert whole.detect(c, 1.5)[0].measurements["frozen_s"] == 0.0
+
+
 def test_sensitivity_and_settings_validation():
     lax = ObstructionDetector(ObstructionSettings(sensitivity=0.0))
     keen = ObstructionDetector(ObstructionSettings(sensitivity=1.0))
