@@ -211,12 +211,13 @@ def rigidity(points: np.ndarray, shifts: np.ndarray, radius: float) -> float | N
         return None
     near = np.abs(points[:, None] - points) < radius
     np.fill_diagonal(near, False)
-    neighbours = np.count_nonzero(near, axis=1)
+    neighbours = near.sum(axis=1)
     has = neighbours > 0
-    if np.count_nonzero(has) < 3:
+    judged = np.count_nonzero(has)
+    if judged < 3:
         return None
     alike = np.abs(shifts[:, None] - shifts) < np.maximum(1.0, 0.35 * np.abs(shifts))[:, None]
-    return float((np.count_nonzero(alike & near, axis=1)[has] / neighbours[has]).mean())
+    return float(((alike & near).sum(axis=1)[has] / neighbours[has]).sum() / judged)
 
 
 def count_vehicles(occupied: np.ndarray, min_area_frac: float = 2e-4) -> int:
