@@ -62,10 +62,10 @@ def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def to_cells(image: np.ndarray) -> np.ndarray:
-    """Mean of each CELL x CELL block (``image``: even height and width; a bilinear resize by
-    exactly 1/2 is the 2x2 mean)."""
+    """Mean of each CELL x CELL block (``image``: even height and width; OpenCV's area resize by
+    exactly 1/2 is the 2x2 mean, and its fast path)."""
     return cv2.resize(image, (image.shape[1] // CELL, image.shape[0] // CELL),
-                      interpolation=cv2.INTER_LINEAR)
+                      interpolation=cv2.INTER_AREA)
 
 
 def mask_to_cells(mask: np.ndarray) -> np.ndarray:
@@ -80,11 +80,11 @@ def water_maps(cells_bgr: np.ndarray, gray: np.ndarray) -> WaterMaps:
     cell, then over the windows: the fine asphalt grain still counts as texture."""
     local = cv2.blur(cv2.cvtColor(cells_bgr, cv2.COLOR_BGR2HSV), (TEXTURE_CELLS, TEXTURE_CELLS))
     hue, saturation, value = cv2.split(local)
-    gray_f = gray.astype(np.float32)  # float in: OpenCV's float filters are the fast ones here
-    laplacian = cv2.Laplacian(gray_f, cv2.CV_32F, ksize=1)
-    np.abs(laplacian, out=laplacian)
-    texture = cv2.blur(to_cells(laplacian), (TEXTURE_CELLS, TEXTURE_CELLS))
-    texture *= 100.0
+    # |Laplacian| x4 in int16: the 2x2 means of multiples of 4 are whole, so exact (and cheaper
+    # than float); float from the cell level on.
+    laplacian = np.abs(cv2.Laplacian(gray, cv2.CV_16S, ksize=1, scale=4))
+    texture = cv2.blur(to_cells(laplacian).astype(np.float32), (TEXTURE_CELLS, TEXTURE_CELLS))
+    texture *= 100.0 / 4
     texture /= value.astype(np.float32) + 20.0
     owin = (ORIENTATION_CELLS, ORIENTATION_CELLS)
     gx, gy = cv2.spatialGradient(gray)  # 3x3 Sobel pair, int16
@@ -144,12 +144,15 @@ def water_mask(maps: WaterMaps, th: WaterThresholds) -> np.ndarray:
 # On the grid: a 3x3 disc closes ~5 px gaps, a 2x2 opening drops specks narrower than ~4 px.
 _CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _OPEN_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (2, 2))
+_CLOSE_REACH = int(np.count_nonzero(_CLOSE_KERNEL))  # closing at most multiplies the area by this
 
 
 def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Close small gaps, drop specks; return the cleaned mask and component boxes (x, y, w, h),
     largest first. Water sheets are large and connected; asphalt false positives are speckle."""
     m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    if cv2.countNonZero(m) * _CLOSE_REACH < max(min_area_px, 1):  # closing cannot grow it enough
+        return np.zeros(mask.shape, bool), []
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _OPEN_KERNEL)
     if cv2.countNonZero(m) < max(min_area_px, 1):  # no component can be large enough
