@@ -12,7 +12,7 @@ and a wet road, which keeps its texture, does not either. A global scene change 
 frames (day/night switch, IR mode, camera moved) drops the reference and starts a new one.
 
 Calm puddles that mirror a blue sky (brighter than the ground, bluer than their own rim,
-glass-smooth, flat, see ``flood_features.mirror_puddles``) are unambiguous water, so a smaller
+glass-smooth, flat, see ``flood_mirror``) are unambiguous water, so a smaller
 share of the road (``min_puddle_pct``) raises the flag. Against a mature dry reference they must
 be new (the reference also keeps where puddles lie in dry frames), so a permanent pond in view
 stops counting once the reference has learnt it; while no reference is mature (stills, the first
@@ -39,7 +39,6 @@ from detectors.flood_features import (
     WaterThresholds,
     clean_mask,
     mask_to_cells,
-    mirror_puddles,
     shrink,
     surface_mask,
     thumbnail,
@@ -47,6 +46,7 @@ from detectors.flood_features import (
     water_mask,
     water_maps,
 )
+from detectors.flood_mirror import mirror_puddles
 
 TEXTURE_LOSS = 0.6  # texture below this share of the dry reference counts as lost
 ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that counts

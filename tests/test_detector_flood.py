@@ -11,7 +11,14 @@ from pydantic import ValidationError
 
 from detectors.base import Finding
 from detectors.flood import FloodDetector, FloodSettings
-from detectors.flood_features import DryReference, _median_of_frames, water_level_index
+from detectors.flood_features import (
+    DryReference,
+    WaterMaps,
+    WaterThresholds,
+    _median_of_frames,
+    surface_mask,
+    water_level_index,
+)
 from tests.conftest import FOOTAGE
 
 W, H = 640, 360
@@ -338,6 +345,24 @@ def test_warmup_median_equals_numpy_median(count):
     rng = np.random.default_rng(count)
     frames = [rng.integers(0, 5, (6, 7)).astype(np.float32) for _ in range(count)]
     assert np.array_equal(_median_of_frames(frames), np.median(np.stack(frames), axis=0))
+
+
+@pytest.mark.parametrize("rule", [WaterThresholds(), WaterThresholds(vegetation_min_saturation=0),
+                                  WaterThresholds(brown_hue=(20, 40), max_saturation=30)])
+def test_surface_colour_rule_is_grey_or_brown_and_never_green(rule):
+    """The per-hue saturation limit equals the rule as stated: grey (any hue) or muddy brown,
+    not a saturated vegetation green, value neither dark nor blown out; texture below the limit."""
+    hue, sat, val = np.meshgrid(np.arange(0, 180, 1), np.arange(0, 256, 3), (20, 100, 250), indexing="ij")
+    hue, sat, val = (a.reshape(180, -1).astype(np.uint8) for a in (hue, sat, val))
+    texture = np.random.default_rng(0).uniform(0, 6, hue.shape).astype(np.float32)
+    valid = (val > 35) & (val < 240)
+    maps = WaterMaps(texture, np.zeros_like(texture), hue, sat, val, valid)
+    grey = sat <= rule.max_saturation
+    brown = (hue >= rule.brown_hue[0]) & (hue <= rule.brown_hue[1]) & (sat <= rule.brown_max_saturation)
+    green = (hue >= rule.vegetation_hue[0]) & (hue <= rule.vegetation_hue[1]) & (
+        sat >= rule.vegetation_min_saturation)
+    expected = (grey | brown) & ~green & valid & (texture < rule.max_texture)
+    assert np.array_equal(surface_mask(maps, rule), expected)
 
 
 def test_water_level_index_counts_rows_from_the_bottom():
