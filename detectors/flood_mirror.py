@@ -18,6 +18,9 @@ MIRROR_MIN_BLUE = 8  # Cb (blue-difference chroma) levels: the patch is this muc
 #                      ground, its rim and grey
 MIRROR_MIN_BRIGHT = 10  # luma levels: ... and this much brighter than the ground
 MIRROR_RING = 5  # px kernel at working size: the rim is the 2 px of ground around a patch
+_RING_KERNEL = np.ones((MIRROR_RING, MIRROR_RING), np.uint8)
+_OPEN_KERNEL = np.ones((2, 2), np.uint8)
+_CORE_KERNEL = np.ones((3, 3), np.uint8)
 
 
 def _median_u8(channel: np.ndarray, mask: np.ndarray) -> float:
@@ -47,25 +50,25 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     puddles = np.zeros(region.shape, bool)
     if cv2.countNonZero(candidate) < min_area:
         return puddles
-    candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-    bx, by, bw, bh = cv2.boundingRect(candidate)  # label only the box holding the candidates
+    candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, _OPEN_KERNEL)
+    bx, by, bw, bh = cv2.boundingRect(candidate)
     if not bw:
         return puddles
-    _, box_labels, stats, _ = cv2.connectedComponentsWithStats(candidate[by:by + bh, bx:bx + bw],
-                                                               connectivity=8, ltype=cv2.CV_16U)
-    labels = np.zeros(candidate.shape, np.uint16)
-    labels[by:by + bh, bx:bx + bw] = box_labels
-    top = cv2.boundingRect(region_u8)[1]
+    # Label only the box holding the candidates, widened by the margin every patch test reads
+    # (the rim's dilation reaches 2 px beyond the rim): results as on the whole frame.
+    pad = MIRROR_RING // 2 + 2
+    box = (slice(max(0, by - pad), by + bh + pad), slice(max(0, bx - pad), bx + bw + pad))
+    candidate, blue, gray, in_box = candidate[box], blue[box], gray[box], puddles[box]
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8, ltype=cv2.CV_16U)
+    top = cv2.boundingRect(region_u8)[1] - box[0].start  # the region's top row, in the box
     x, y, w, h, area = (stats[:, i] for i in range(5))
-    x, y = x + bx, y + by
     shaped = np.flatnonzero((area >= min_area) & (w >= h) & (y > top + 1))
-    pad = MIRROR_RING // 2 + 2  # the rim's dilation reads 2 px further: results as on the whole frame
     for patch in shaped[shaped > 0]:
         rows = slice(max(0, y[patch] - pad), y[patch] + h[patch] + pad)
         cols = slice(max(0, x[patch] - pad), x[patch] + w[patch] + pad)
         if _mirrors_sky(labels[rows, cols], patch, candidate[rows, cols], blue[rows, cols],
                         gray[rows, cols], max_texture):
-            puddles[rows, cols] |= labels[rows, cols] == patch
+            in_box[rows, cols] |= labels[rows, cols] == patch
     return puddles
 
 
@@ -75,11 +78,11 @@ def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, blue: np
     ground around it; a ring pixel between patches belongs to the higher label) and smooth:
     the median 3x3 texture of its core (eroded by 1 px) below ``max_texture``."""
     inside = (labels == patch).view(np.uint8)
-    ring = (cv2.dilate(labels, np.ones((MIRROR_RING, MIRROR_RING), np.uint8)) == patch).view(np.uint8)
+    ring = (cv2.dilate(labels, _RING_KERNEL) == patch).view(np.uint8)
     ring[candidate > 0] = 0
     if cv2.mean(blue, mask=inside)[0] <= cv2.mean(blue, mask=ring)[0] + MIRROR_MIN_BLUE:  # 0 if no ring
         return False
-    core = cv2.erode(candidate, np.ones((3, 3), np.uint8)) & inside
+    core = cv2.erode(candidate, _CORE_KERNEL) & inside
     core_px = cv2.countNonZero(core)
     if not core_px:  # too thin to show that it is smooth inside
         return False
