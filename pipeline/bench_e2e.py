@@ -148,13 +148,13 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
     sampler.start()
     errors: list[str] = []
     with WatchSession(config, plan.cameras, threads=plan.threads) as session:
-        done_at = [0.0]
+        done: list[tuple[float, int]] = []  # (when a batch with frames was done, its frames)
         process_camera = session.worker.process_camera
 
-        def timed_process_camera(camera_id: str):  # when the last frame was done, to the millisecond
+        def timed_process_camera(camera_id: str):  # when each batch was done, to the millisecond
             batch = process_camera(camera_id)
             if batch.frames:
-                done_at.append(time.time())
+                done.append((time.time(), batch.frames))
             return batch
 
         session.worker.process_camera = timed_process_camera  # type: ignore[method-assign]
@@ -168,8 +168,10 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
         busy = _cpu(None) - cpu0
         session.drain(10)
         state = max((state_bytes(a.detectors) for a in session.worker._analyzers.values()), default=0)
-    conn.send({"processed": processed, "first_done_at": min(done_at[1:], default=0.0),
-               "done_at": max(done_at), "cpu_s": busy, "state_mb": state / 1e6,
+    done.sort()
+    conn.send({"processed": processed, "first_done_at": done[0][0] if done else 0.0,
+               "done_at": done[-1][0] if done else 0.0,
+               "after_first": sum(n for _, n in done[1:]), "cpu_s": busy, "state_mb": state / 1e6,
                "peak_rss_mb": sampler.stop() / 2**20, "errors": errors})
 
 
@@ -289,10 +291,12 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
     result.errors.extend(feed["errors"])
     puts = feed["puts"]
     result.frames_put, result.frames_processed = len(puts), sum(r["processed"] for r in reports)
-    # Sustained: the rate frames were completed, from the first batch done to the last frame done
-    # (equal to the offered rate while the workers keep up; their capacity when they do not).
-    first = min((r["first_done_at"] for r in reports if r["first_done_at"]), default=plan.start_at)
-    result.e2e_fps = result.frames_processed / max(1e-6, plan.start_at + span - first)
+    # Sustained: each worker's rate of completing frames between its first and its last batch
+    # done (the first batch's frames are not counted: they were done before the timed span
+    # started), summed over the workers. Equal to the offered rate while the workers keep up;
+    # their capacity when they do not.
+    result.e2e_fps = sum(r["after_first"] / (r["done_at"] - r["first_done_at"])
+                         for r in reports if r["done_at"] > r["first_done_at"])
     if feed.get("ended"):
         result.put_fps = result.frames_put / max(1e-6, feed["ended"] - plan.start_at)
     alerts = [(t, a) for t, a in received if a.get("frame") and a["frame"].get("key") in puts]
