@@ -46,7 +46,7 @@ from detectors.flood_features import (
     water_mask,
     water_maps,
 )
-from detectors.flood_mirror import mirror_puddles
+from detectors.flood_mirror import ground_levels, mirror_puddles
 
 TEXTURE_LOSS = 0.6  # texture below this share of the dry reference counts as lost
 ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that counts
@@ -204,7 +204,8 @@ class FloodDetector:
         reference = self._reference
         mature = reference is not None and reference.mature
         if self._puddles is None or not 0.0 <= ts - self._puddles_ts < PUDDLE_INTERVAL_S:
-            self._puddles = mask_to_cells(mirror_puddles(rows, gray_rows, self._region_full,
+            ground = ground_levels(cells, self._region)
+            self._puddles = mask_to_cells(mirror_puddles(rows, gray_rows, self._region_full, ground,
                                                          self.pixel_rule.max_texture))
             self._puddles_ts = ts
         puddles = self._puddles

@@ -29,21 +29,29 @@ def _median_u8(channel: np.ndarray, mask: np.ndarray) -> float:
     return float(np.searchsorted(cumulative, 0.5 * cumulative[-1])) if cumulative[-1] else 0.0
 
 
+def ground_levels(cells_bgr: np.ndarray, cells_region: np.ndarray) -> tuple[float, float]:
+    """The ground's median luma and blue chroma (Cb) over a region, from a frame's cell means
+    (the grid of ``flood_features.to_cells``; the medians of 2x2 means, 4x fewer values)."""
+    ycc = cv2.cvtColor(cells_bgr, cv2.COLOR_BGR2YCrCb)
+    mask = np.ascontiguousarray(cells_region).view(np.uint8)
+    return _median_u8(cv2.extractChannel(ycc, 0), mask), _median_u8(cv2.extractChannel(ycc, 2), mask)
+
+
 def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray,
-                   max_texture: float) -> np.ndarray:
+                   ground: tuple[float, float], max_texture: float) -> np.ndarray:
     """Calm water mirroring a blue sky: patches of the region brighter than the region's ground
-    (median), bluer than grey and the ground and than their own rim (a sharp colour edge), with
-    a core (eroded by 1 px) whose median 3x3 texture is below ``max_texture``, at least as wide
-    as tall (flat water seen in perspective), not reaching the region's top edge (the sky or the
-    sea beyond the road), and at least 0.1 % of the region. Returns a bool mask of the patches.
-    ``gray`` is the frame's grey image (its luma). The shape tests run first, on all patches at
-    once; the colour and texture tests only on the few patches that pass them."""
+    (``ground``: median luma and Cb, see ``ground_levels``), bluer than grey and the ground and
+    than their own rim (a sharp colour edge), with a core (eroded by 1 px) whose median 3x3
+    texture is below ``max_texture``, at least as wide as tall (flat water seen in perspective),
+    not reaching the region's top edge (the sky or the sea beyond the road), and at least 0.1 %
+    of the region. Returns a bool mask of the patches. ``gray`` is the frame's grey image (its
+    luma). The shape tests run first, on all patches at once; the colour and texture tests only
+    on the few patches that pass them."""
     blue = cv2.extractChannel(cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb), 2)  # Cb, 128 = grey
     region_u8 = np.ascontiguousarray(region).view(np.uint8)
     region_px = cv2.countNonZero(region_u8)
     min_area = max(4, 0.001 * region_px)
-    sample = (slice(None, None, 2), slice(None, None, 2))  # every 4th pixel gives the same medians
-    ground_y, ground_b = (_median_u8(c[sample], region_u8[sample]) for c in (gray, blue))
+    ground_y, ground_b = ground
     candidate = cv2.threshold(blue, max(ground_b, 128) + MIRROR_MIN_BLUE, 1, cv2.THRESH_BINARY)[1]
     candidate &= region_u8
     candidate &= cv2.threshold(gray, ground_y + MIRROR_MIN_BRIGHT, 1, cv2.THRESH_BINARY)[1]
