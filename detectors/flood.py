@@ -1,10 +1,10 @@
 """Flood detection: water evidence in the road region against a dry reference.
 
-Per frame (at ~320 px wide, the evidence kept on a grid of 2x2 px cells) every road cell is tested
-for standing water from the frame alone (texture loss, low saturation, horizontal
-ripple/reflection structure, see ``flood_features``).
-Once the camera has shown enough frames judged dry, a per-pixel dry reference (running median
-of texture and orientation, so passing cars do not count) is used instead: a pixel only counts
+Per frame (at ~320 px wide; the evidence is kept on a grid of 2x2 px cells, ~160x90) every road
+cell is tested for standing water from the frame alone (texture loss, low saturation,
+horizontal ripple/reflection structure, see ``flood_features``).
+Once the camera has shown enough frames judged dry, a per-cell dry reference (running median
+of texture and orientation, so passing cars do not count) is used instead: a cell only counts
 as water if it *changed* toward water (its texture dropped well below the dry reference, or
 horizontal ripple structure appeared).
 So a pond beside the road or a naturally smooth road surface never alarms on a fixed camera,
@@ -12,11 +12,11 @@ and a wet road, which keeps its texture, does not either. A global scene change 
 frames (day/night switch, IR mode, camera moved) drops the reference and starts a new one.
 
 Calm puddles that mirror a blue sky (brighter than the ground, bluer than their own rim,
-glass-smooth, flat, see ``flood_mirror``) are unambiguous water, so a smaller
-share of the road (``min_puddle_pct``) raises the flag. Against a mature dry reference they must
-be new (the reference also keeps where puddles lie in dry frames), so a permanent pond in view
-stops counting once the reference has learnt it; while no reference is mature (stills, the first
-~10 s) puddle evidence does not hold the warm-up back.
+glass-smooth, flat, see ``flood_mirror``; searched at most every 2 s) are unambiguous water,
+so a smaller share of the road (``min_puddle_pct``) raises the flag. Against a mature dry
+reference they must be new (the reference also keeps where puddles lie in dry frames), so a
+permanent pond in view stops counting once the reference has learnt it; while no reference is
+mature (stills, the first ~10 s) puddle evidence does not hold the warm-up back.
 
 The flooded share of the road is smoothed over time (``smoothing_s``) and switched with
 hysteresis, so a car or a shadow passing through does not toggle the decision.
