@@ -77,15 +77,16 @@ def water_maps(cells_bgr: np.ndarray, gray: np.ndarray) -> WaterMaps:
     hue, saturation, value = cv2.split(local)
     # |Laplacian| x4 in int16: the 2x2 means of multiples of 4 are whole, so exact (and cheaper
     # than float); float from the cell level on.
-    laplacian = np.abs(cv2.Laplacian(gray, cv2.CV_16S, ksize=1, scale=4))
+    laplacian = cv2.Laplacian(gray, cv2.CV_16S, ksize=1, scale=4)
+    np.abs(laplacian, out=laplacian)
     texture = cv2.blur(to_cells(laplacian).astype(np.float32), (TEXTURE_CELLS, TEXTURE_CELLS))
     texture *= 100.0 / 4
     texture /= value.astype(np.float32) + 20.0
     owin = (ORIENTATION_CELLS, ORIENTATION_CELLS)
     gx, gy = cv2.spatialGradient(gray)  # 3x3 Sobel pair, int16
     gx, gy = gx.astype(np.float32), gy.astype(np.float32)
-    exx = cv2.blur(to_cells(cv2.multiply(gx, gx)), owin)
-    eyy = cv2.blur(to_cells(cv2.multiply(gy, gy)), owin)
+    exx = cv2.blur(to_cells(cv2.multiply(gx, gx, dst=gx)), owin)  # squares in place
+    eyy = cv2.blur(to_cells(cv2.multiply(gy, gy, dst=gy)), owin)
     orientation = eyy - exx
     orientation /= eyy + exx + 1.0
     valid = cv2.inRange(value, MIN_VALUE + 1, MAX_VALUE - 1) > 0

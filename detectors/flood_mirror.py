@@ -23,18 +23,14 @@ _OPEN_KERNEL = np.ones((2, 2), np.uint8)
 _CORE_KERNEL = np.ones((3, 3), np.uint8)
 
 
-def _median_u8(channel: np.ndarray, mask: np.ndarray) -> float:
-    """Median of a uint8 channel under a uint8 mask (from its histogram: fast)."""
-    cumulative = np.cumsum(cv2.calcHist([channel], [0], mask, [256], [0, 256]).ravel())
-    return float(np.searchsorted(cumulative, 0.5 * cumulative[-1])) if cumulative[-1] else 0.0
-
-
 def ground_levels(cells_bgr: np.ndarray, cells_region: np.ndarray) -> tuple[float, float]:
-    """The ground's median luma and blue chroma (Cb) over a region, from a frame's cell means
-    (the grid of ``flood_features.to_cells``; the medians of 2x2 means, 4x fewer values)."""
+    """The ground's median luma (YCbCr Y) and blue chroma (Cb) over a region, from a frame's
+    cell means (the grid of ``flood_features.to_cells``: the medians of 2x2 means; histograms)."""
     ycc = cv2.cvtColor(cells_bgr, cv2.COLOR_BGR2YCrCb)
     mask = np.ascontiguousarray(cells_region).view(np.uint8)
-    return _median_u8(cv2.extractChannel(ycc, 0), mask), _median_u8(cv2.extractChannel(ycc, 2), mask)
+    cumulative = np.cumsum([cv2.calcHist([ycc], [c], mask, [256], [0, 256]).ravel() for c in (0, 2)], axis=1)
+    luma, blue = np.count_nonzero(cumulative < 0.5 * cumulative[:, -1:], axis=1)  # first bin reaching half
+    return float(luma), float(blue)
 
 
 def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray,
@@ -42,31 +38,28 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     """Calm water mirroring a blue sky: patches of the region brighter than the region's ground
     (``ground``: median luma and Cb, see ``ground_levels``), bluer than grey and the ground and
     than their own rim (a sharp colour edge), with a core (eroded by 1 px) whose median 3x3
-    texture is below ``max_texture``, at least as wide as tall (flat water seen in perspective),
-    not reaching the region's top edge (the sky or the sea beyond the road), and at least 0.1 %
-    of the region. Returns a bool mask of the patches. ``gray`` is the frame's grey image (its
-    luma). The shape tests run first, on all patches at once; the colour and texture tests only
-    on the few patches that pass them."""
-    blue = cv2.extractChannel(cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb), 2)  # Cb, 128 = grey
+    texture (of ``gray``, the frame's grey image) is below ``max_texture``, at least as wide as
+    tall (flat water seen in perspective), not reaching the region's top edge (the sky or the
+    sea beyond the road), and at least 0.1 % of the region. Returns a bool mask of the patches.
+    The patches are cleaned and labelled only in the box holding the candidates; the shape tests
+    run on all patches at once, the rim and texture tests only on the few that pass them."""
+    ycc = cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb)  # Cb (channel 2): 128 = grey
     region_u8 = np.ascontiguousarray(region).view(np.uint8)
-    region_px = cv2.countNonZero(region_u8)
-    min_area = max(4, 0.001 * region_px)
-    ground_y, ground_b = ground
-    candidate = cv2.threshold(blue, max(ground_b, 128) + MIRROR_MIN_BLUE, 1, cv2.THRESH_BINARY)[1]
-    candidate &= region_u8
-    candidate &= cv2.threshold(gray, ground_y + MIRROR_MIN_BRIGHT, 1, cv2.THRESH_BINARY)[1]
+    min_area = max(4, 0.001 * cv2.countNonZero(region_u8))
     puddles = np.zeros(region.shape, bool)
+    brighter, bluer = int(ground[0]) + MIRROR_MIN_BRIGHT + 1, int(max(ground[1], 128)) + MIRROR_MIN_BLUE + 1
+    if max(brighter, bluer) > 255:
+        return puddles
+    candidate = cv2.bitwise_and(cv2.inRange(ycc, (brighter, 0, bluer), (255, 255, 255)), region_u8)  # 0/1
     if cv2.countNonZero(candidate) < min_area:
         return puddles
-    candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, _OPEN_KERNEL)
+    # The box holding the candidates, widened by the margin every patch test reads (the rim's
+    # dilation reaches 2 px beyond the rim): results as on the whole frame.
     bx, by, bw, bh = cv2.boundingRect(candidate)
-    if not bw:
-        return puddles
-    # Label only the box holding the candidates, widened by the margin every patch test reads
-    # (the rim's dilation reaches 2 px beyond the rim): results as on the whole frame.
     pad = MIRROR_RING // 2 + 2
     box = (slice(max(0, by - pad), by + bh + pad), slice(max(0, bx - pad), bx + bw + pad))
-    candidate, blue, gray, in_box = candidate[box], blue[box], gray[box], puddles[box]
+    candidate = cv2.morphologyEx(candidate[box], cv2.MORPH_OPEN, _OPEN_KERNEL)
+    ycc, gray, in_box = ycc[box], gray[box], puddles[box]
     _, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8, ltype=cv2.CV_16U)
     top = cv2.boundingRect(region_u8)[1] - box[0].start  # the region's top row, in the box
     x, y, w, h, area = (stats[:, i] for i in range(5))
@@ -74,13 +67,13 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     for patch in shaped[shaped > 0]:
         rows = slice(max(0, y[patch] - pad), y[patch] + h[patch] + pad)
         cols = slice(max(0, x[patch] - pad), x[patch] + w[patch] + pad)
-        if _mirrors_sky(labels[rows, cols], patch, candidate[rows, cols], blue[rows, cols],
+        if _mirrors_sky(labels[rows, cols], patch, candidate[rows, cols], ycc[rows, cols],
                         gray[rows, cols], max_texture):
             in_box[rows, cols] |= labels[rows, cols] == patch
     return puddles
 
 
-def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, blue: np.ndarray,
+def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, ycc: np.ndarray,
                  gray: np.ndarray, max_texture: float) -> bool:
     """Whether one patch (``labels == patch`` in this window) is bluer than its rim (the ring of
     ground around it; a ring pixel between patches belongs to the higher label) and smooth:
@@ -88,7 +81,7 @@ def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, blue: np
     inside = (labels == patch).view(np.uint8)
     ring = (cv2.dilate(labels, _RING_KERNEL) == patch).view(np.uint8)
     ring[candidate > 0] = 0
-    if cv2.mean(blue, mask=inside)[0] <= cv2.mean(blue, mask=ring)[0] + MIRROR_MIN_BLUE:  # 0 if no ring
+    if cv2.mean(ycc, mask=inside)[2] <= cv2.mean(ycc, mask=ring)[2] + MIRROR_MIN_BLUE:  # 0 if no ring
         return False
     core = cv2.erode(candidate, _CORE_KERNEL) & inside
     core_px = cv2.countNonZero(core)
