@@ -12,7 +12,7 @@ and a wet road, which keeps its texture, does not either. A global scene change 
 frames (day/night switch, IR mode, camera moved) drops the reference and starts a new one.
 
 Calm puddles that mirror a blue sky (brighter than the ground, bluer than their own rim,
-glass-smooth, flat, see ``flood_mirror``; searched at most every 2 s) are unambiguous water,
+glass-smooth, flat, see ``flood_mirror``; searched at most every 4 s) are unambiguous water,
 so a smaller share of the road (``min_puddle_pct``) raises the flag. Against a mature dry
 reference they must be new (the reference also keeps where puddles lie in dry frames), so a
 permanent pond in view stops counting once the reference has learnt it; while no reference is
@@ -52,7 +52,7 @@ TEXTURE_LOSS = 0.6  # texture below this share of the dry reference counts as lo
 ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that counts
 RELEASE = 0.7  # hysteresis: stay active until the score falls below RELEASE * threshold
 SCENE_CHANGE_FRAMES = 3  # consecutive changed frames before re-baselining
-PUDDLE_INTERVAL_S = 2.0  # calm puddles form over minutes: search them at most this often (cost)
+PUDDLE_INTERVAL_S = 4.0  # calm puddles form over minutes: search them at most this often (cost)
 
 
 class FloodSettings(DetectorSettings):
