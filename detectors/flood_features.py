@@ -288,7 +288,8 @@ class LevelGauge:
 
     def __init__(self, region: np.ndarray, row_cover: float = 0.5) -> None:
         self._region = np.ascontiguousarray(region).view(np.uint8)
-        count = cv2.reduce(self._region, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+        count = (cv2.reduce(self._region, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() if region.size
+                 else np.zeros(region.shape[0], np.int32))
         self._rows = np.flatnonzero(count)
         self._needed = row_cover * count[self._rows]  # wet cells that make a row count
 

@@ -330,6 +330,15 @@ def test_black_frame_is_not_ready_and_not_active():
     assert not f.ready and not f.active
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 400, 3), (3, 3, 3), (2, 5, 3)])
+def test_tiny_frames_give_one_quiet_finding(shape):
+    """Frames too small for a single 2x2 cell of road are judged without error (never upscaled)."""
+    det = FloodDetector()
+    for i in range(3):
+        findings = det.detect(np.full(shape, 120, np.uint8), i * 0.5)
+        assert [f.type for f in findings] == ["flood"] and not findings[0].active
+
+
 def test_dry_reference_median_ignores_passing_cars():
     ref = DryReference(span_s=60.0)
     road, car = np.full((4, 4), 2.0, np.float32), np.full((4, 4), 20.0, np.float32)
