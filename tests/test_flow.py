@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from pipeline.config import config_from_dict
+from pipeline.decode import jpeg_dimensions
 from pipeline.frames import FrameStore, make_minio
 from pipeline.mqtt import Subscriber
 from pipeline.payload import validate_alert_json
@@ -87,6 +88,8 @@ def test_frames_in_s3_become_alerts_on_mqtt(prefect_harness, s3_server, mqtt_bro
     with urllib.request.urlopen(first["evidence"]["url"], timeout=10) as resp:
         snapshot = resp.read()
     assert hashlib.sha256(snapshot).hexdigest() == first["evidence"]["sha256"]
+    # Detectors see 320 px; the operator's snapshot is decoded again at the scene's full 640 px.
+    assert jpeg_dimensions(snapshot) == (640, 360)
     cap_topics = [t for t, _ in inbox.messages if "/cap/" in t]
     assert len(cap_topics) == len(alerts)
     statuses = [t for t, _ in inbox.messages if t.endswith("/status") and "/cameras/" in t]
