@@ -27,13 +27,15 @@ from typing import Any, Callable
 import psutil
 
 from pipeline.bench import state_bytes, synthetic_jpegs
-from pipeline.config import config_from_dict
+from pipeline.config import WorkerSettings, config_from_dict
 from pipeline.embedded import EmbeddedS3, MosquittoProcess, free_port, port_open, wait_port
 from pipeline.mqtt import Subscriber
 from pipeline.runner import THREADS, WatchSession
 
 SYSTEM_BROKER = ("127.0.0.1", 1883)
 SLICE_S = 1.0
+#: The workers poll at the worker's own default interval unless told otherwise.
+POLL_S = WorkerSettings.model_fields["poll_interval_s"].default
 
 
 def _serve_s3(port: int, stop: Any) -> None:  # child process
@@ -176,7 +178,7 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
 
 
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
-            workers: int = 2, threads: int = THREADS, poll_s: float = 1.0, first_frame: int = 10,
+            workers: int = 2, threads: int = THREADS, poll_s: float = POLL_S, first_frame: int = 10,
             drain_s: float = 30.0, on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
     """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.bench import SIZES, load_average, micro_bench, peak_rss_mb
-from pipeline.bench_e2e import run_e2e
+from pipeline.bench_e2e import POLL_S, run_e2e
 from pipeline.runner import THREADS
 
 TARGETS = {"ratio_720p": (">=", 0.6), "ratio_1080p": (">=", 0.6), "e2e_fps": (">=", 100.0),
@@ -24,7 +24,7 @@ TARGETS = {"ratio_720p": (">=", 0.6), "ratio_1080p": (">=", 0.6), "e2e_fps": (">
 
 
 def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: Optional[int], threads: int,
-            e2e_size: str, poll_s: float = 1.0, workers: int = 2, echo=lambda _: None) -> dict[str, Any]:
+            e2e_size: str, poll_s: float = POLL_S, workers: int = 2, echo=lambda _: None) -> dict[str, Any]:
     """Every measurement of the bench as one JSON-able dict (the keys of ``--json``)."""
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                           "load_1min_start": round(load_average(), 2)},
@@ -126,7 +126,7 @@ def bench_command(
     e2e_size: str = typer.Option("720p", "--e2e-size", help="End to end: frame size, 720p or 1080p"),
     workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, max=64,
                                 help="End to end: worker processes (shards of the cameras); default one per core"),
-    poll: float = typer.Option(1.0, "--poll", min=0.05, max=60.0, help="End to end: the worker's poll_interval_s (its default)"),
+    poll: float = typer.Option(POLL_S, "--poll", min=0.05, max=60.0, help="End to end: the worker's poll_interval_s (its default)"),
 ) -> None:
     """Measure decode and full-path frames/s (720p, 1080p, one core), end-to-end frames/s and alert
     latency through S3, the worker and MQTT, detector state and worker memory."""
