@@ -3,14 +3,16 @@
 `WatchSession` owns one :class:`Worker` and runs *slices*: a slice polls its cameras every
 ``poll_interval_s`` for a few seconds, processes new frames on a small thread pool (OpenCV and
 numpy release the GIL, so both cores work), ends incidents of silent cameras, publishes camera
-status and flushes the outbox. The Prefect flow wraps one task around each slice, so Prefect sees
-a few tasks per minute, never one per frame.
+status and flushes the outbox. A sender thread hands alerts to the broker as soon as a camera's
+batch commits them, so an alert does not wait for the other cameras of its cycle. The Prefect
+flow wraps one task around each slice, so Prefect sees a few tasks per minute, never one per frame.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 #: Cameras processed at once. Twice the cores: while one thread waits for S3 the others decode
 #: and detect (OpenCV and numpy release the GIL); `citywatch bench` measured 2 threads well below 4.
 THREADS = 4
+#: How long the sender thread waits for the broker's PUBACKs before it looks for new alerts again.
+SEND_WAIT_S = 2.0
 
 
 def build_worker(config: Config) -> Worker:
@@ -99,6 +103,10 @@ class WatchSession:
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="citywatch")
         self._started = False
         self._acks: AckRecorder | None = None
+        self._sender: threading.Thread | None = None
+        self._sender_stop = threading.Event()
+        self._sent = 0  # acknowledged by the sender thread, not yet counted in a cycle's stats
+        self._sent_lock = threading.Lock()
 
     def start(self) -> "WatchSession":
         if not self._started:
@@ -109,6 +117,9 @@ class WatchSession:
                     log.warning("could not ensure bucket %s: %s", getattr(store, "bucket", "?"), exc)
             self.worker.publisher.start()
             self._start_ack_recorder()
+            self._sender_stop.clear()
+            self._sender = threading.Thread(target=self._send_loop, name="citywatch-sender", daemon=True)
+            self._sender.start()
             self._started = True
         return self
 
@@ -119,7 +130,9 @@ class WatchSession:
             stats.add(result)
         stats.alerts += self.worker.expire()
         self.worker.publish_statuses()
-        stats.delivered += self.worker.flush(timeout_s=2.0)
+        stats.delivered += self.worker.flush(timeout_s=2.0)  # statuses, expiries, what the sender left
+        with self._sent_lock:
+            stats.delivered, self._sent = stats.delivered + self._sent, 0
         return stats
 
     def run_slice(self, duration_s: float) -> SliceStats:
@@ -152,6 +165,31 @@ class WatchSession:
                 time.sleep(0.2)  # broker down: don't spin
         return delivered
 
+    def _send_loop(self) -> None:
+        """Flush the outbox whenever a commit queues messages (broker down: they wait there)."""
+        ready = self.worker.outbox_ready
+        while not self._sender_stop.is_set():
+            if not ready.wait(0.5):
+                continue
+            ready.clear()
+            if self._sender_stop.is_set():
+                break
+            try:
+                acked = self.worker.flush(timeout_s=SEND_WAIT_S)
+            except Exception:  # noqa: BLE001 - the cycle's own flush retries; keep the thread alive
+                log.exception("sending queued alerts failed; the cycle's flush will retry")
+                self._sender_stop.wait(1.0)
+                continue
+            with self._sent_lock:
+                self._sent += acked
+
+    def _stop_sender(self) -> None:
+        if self._sender is not None:
+            self._sender_stop.set()
+            self.worker.outbox_ready.set()  # wake it
+            self._sender.join(SEND_WAIT_S + 5)
+            self._sender = None
+
     def _start_ack_recorder(self) -> None:
         """Record operators' acks (``<prefix>/ack/+``) in the state store; one session per camera set."""
         shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
@@ -163,6 +201,7 @@ class WatchSession:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._stop_sender()
         if self._acks is not None:
             self._acks.stop()
             self._acks = None

@@ -100,6 +100,8 @@ class Worker:
         self._last_frame: dict[str, tuple[float, float]] = {}  # camera -> (frame ts, wall time taken)
         self._last_digest: dict[str, tuple[int, int]] = {}  # camera -> size, CRC-32 of its last frame
         self._store_paused_until = 0.0  # monotonic time; the object store is skipped until then
+        #: Set whenever a commit puts messages in the outbox (`WatchSession` sends them at once).
+        self.outbox_ready = threading.Event()
 
     # -- per-camera state -------------------------------------------------------------------
     def analyzer(self, camera: CameraConfig) -> FrameAnalyzer:
@@ -246,6 +248,8 @@ class Worker:
                                 counters=dict(counts) if counts else None)
         if counts:
             counts.clear()
+        if messages:
+            self.outbox_ready.set()
         return sum(1 for m in messages if "/alerts/" in m.topic)
 
     # -- time-driven events ---------------------------------------------------------------------
@@ -265,6 +269,7 @@ class Worker:
                     self.state.commit_batch(camera.id, self.state.checkpoint(camera.id), messages,
                                             analyzer.tracker.to_state())
                     queued += len(events)
+                    self.outbox_ready.set()
         return queued
 
     def _frame_clock(self, camera_id: str, now: float) -> float:
