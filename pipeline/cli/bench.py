@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.bench import SIZES, load_average, micro_bench, peak_rss_mb
-from pipeline.bench_e2e import POLL_S, run_e2e
+from pipeline.bench_e2e import CAMERA_FPS, CAMERAS, POLL_S, run_e2e
 from pipeline.runner import THREADS
 
 TARGETS = {"ratio_720p": (">=", 0.6), "ratio_1080p": (">=", 0.6), "e2e_fps": (">=", 100.0),
@@ -116,8 +116,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
 def bench_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every figure as JSON here"),
-    cameras: int = typer.Option(50, "--cameras", min=1, max=2000, help="End to end: simulated cameras"),
-    fps: float = typer.Option(2.0, "--fps", min=0.1, max=30.0, help="End to end: frames/s per camera"),
+    cameras: int = typer.Option(CAMERAS, "--cameras", min=1, max=2000, help="End to end: simulated cameras"),
+    fps: float = typer.Option(CAMERA_FPS, "--fps", min=0.1, max=30.0, help="End to end: frames/s per camera"),
     seconds: float = typer.Option(30.0, "--seconds", min=1.0, max=3600.0, help="End to end: seconds of feeding"),
     repeats: int = typer.Option(3, "--repeats", min=1, max=50, help="Micro-benchmarks: passes (best is kept)"),
     frames: Optional[int] = typer.Option(None, "--frames", min=2,
