@@ -275,16 +275,14 @@ def thumbnail(image: np.ndarray, max_width: int = 40) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def water_level_index(water: np.ndarray, region: np.ndarray, row_cover: float = 0.5) -> float:
-    """How far up the road region the water reaches, 0..1: the share of the region's rows,
-    counted from the bottom, that are at least ``row_cover`` covered by water, up to the
-    highest such row. A proxy for depth: water spreading toward the horizon over a road that
-    slopes away from the camera means a higher level, with no reference markers needed."""
-    return LevelGauge(region, row_cover).level(water)
-
-
 class LevelGauge:
-    """``water_level_index`` for one region, its per-row sizes counted once."""
+    """The water level index of one road region, 0..1: how far up the region the water reaches.
+
+    It is the share of the region's rows, counted from the bottom, that are at least
+    ``row_cover`` covered by water, up to the highest such row. A proxy for depth: water
+    spreading toward the horizon over a road that slopes away from the camera means a higher
+    level, with no reference markers needed. The region's per-row sizes are counted once.
+    """
 
     def __init__(self, region: np.ndarray, row_cover: float = 0.5) -> None:
         self._region = np.ascontiguousarray(region).view(np.uint8)

@@ -169,7 +169,7 @@ class FrameStore:
                                                 start_after=after_key or None):
                 key = obj.object_name
                 try:
-                    parsed = parse_frame_key(key)
+                    parse_frame_key(key)  # keys outside the contract are rejected, not fed
                 except InvalidFrameKey as exc:
                     result.rejected.append((key, str(exc)))
                     if len(result.rejected) >= limit:

@@ -13,11 +13,11 @@ from detectors.base import Finding
 from detectors.flood import FloodDetector, FloodSettings
 from detectors.flood_features import (
     DryReference,
+    LevelGauge,
     WaterMaps,
     WaterThresholds,
     _median_of_frames,
     surface_mask,
-    water_level_index,
 )
 from tests.conftest import FOOTAGE
 
@@ -377,9 +377,12 @@ def test_surface_colour_rule_is_grey_or_brown_and_never_green(rule):
 def test_water_level_index_counts_rows_from_the_bottom():
     region = np.ones((10, 4), bool)
     water = np.zeros((10, 4), bool)
-    assert water_level_index(water, region) == 0.0
+    gauge = LevelGauge(region)
+    assert gauge.level(water) == 0.0
     water[7:] = True
-    assert water_level_index(water, region) == pytest.approx(0.3)
+    assert gauge.level(water) == pytest.approx(0.3)
+    water[2, :1] = True  # a row a quarter wet does not count
+    assert gauge.level(water) == pytest.approx(0.3)
 
 
 def test_fires_on_the_sample_media_flood_scene_and_not_on_quiet():

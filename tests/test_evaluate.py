@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from detectors.base import Finding
 from pipeline.cli import app
-from pipeline.evaluate import (EPOCH, EvaluationError, LabeledMedia, evaluate, read_labels, run_media,
+from pipeline.evaluate import (EvaluationError, LabeledMedia, evaluate, read_labels, run_media,
                                score, truth)
 from pipeline.incidents import IncidentEvent
 

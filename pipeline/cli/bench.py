@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.bench import SIZES, load_average, micro_bench, peak_rss_mb
+from pipeline.bench import REPEATS, SIZES, load_average, micro_bench, peak_rss_mb
 from pipeline.bench_e2e import CAMERA_FPS, CAMERAS, POLL_S, run_e2e
 from pipeline.runner import THREADS
 
@@ -119,7 +119,7 @@ def bench_command(
     cameras: int = typer.Option(CAMERAS, "--cameras", min=1, max=2000, help="End to end: simulated cameras"),
     fps: float = typer.Option(CAMERA_FPS, "--fps", min=0.1, max=30.0, help="End to end: frames/s per camera"),
     seconds: float = typer.Option(30.0, "--seconds", min=1.0, max=3600.0, help="End to end: seconds of feeding"),
-    repeats: int = typer.Option(5, "--repeats", min=1, max=50,
+    repeats: int = typer.Option(REPEATS, "--repeats", min=1, max=50,
                                 help="Micro-benchmarks: rounds of interleaved passes (the best of each is kept)"),
     frames: Optional[int] = typer.Option(None, "--frames", min=2,
                                          help="Micro-benchmarks: frames per pass (default: the 56-frame fire scene)"),
