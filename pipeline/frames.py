@@ -23,7 +23,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from pipeline.config import S3Settings
 from pipeline.decode import BadFrame, decode_frame, jpeg_dimensions
-from pipeline.keys import InvalidFrameKey, camera_prefix, frame_key, parse_frame_key
+from pipeline.keys import InvalidFrameKey, camera_prefix, frame_key, last_frame_key, parse_frame_key
 
 __all__ = [
     "BadFrame", "FrameStore", "FrameStoreUnavailable", "FrameTooLarge", "ListResult",
@@ -32,6 +32,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: A listing steps over at most this many keys outside the contract, then returns what it has.
+MAX_REJECTED_PER_LISTING = 10_000
 
 
 class FrameStoreUnavailable(RuntimeError):
@@ -48,10 +50,12 @@ class FrameMissing(BadFrame):
 
 @dataclass
 class ListResult:
-    """New frame keys in time order, and keys outside the contract with the reason."""
+    """New frame keys in time order, and keys outside the contract with the reason (``truncated``:
+    the listing stopped at :data:`MAX_REJECTED_PER_LISTING` of them)."""
 
     keys: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    truncated: bool = False
 
 
 def make_minio(s3: S3Settings) -> Minio:
@@ -152,16 +156,20 @@ class FrameStore:
             self.bucket, key, io.BytesIO(jpeg), len(jpeg), content_type="image/jpeg"))
         return key
 
-    def list_new(self, camera_id: str, after_key: str | None, limit: int) -> ListResult:
+    def list_new(self, camera_id: str, after_key: str | None, limit: int,
+                 max_rejected: int = MAX_REJECTED_PER_LISTING) -> ListResult:
         """Up to ``limit`` contract keys of ``camera_id`` after ``after_key`` (time order).
 
-        Keys that break the contract are collected in ``rejected`` with the reason; they do not
-        count towards ``limit`` but are capped at ``limit`` too, so a flood of junk keys is worked
-        off in bounded batches (callers step their checkpoint over the newest listed key).
+        Keys that break the contract are collected in ``rejected`` with the reason; they never
+        count towards ``limit``, so junk cannot hide the frames after it. The listing stops at the
+        first key sorting after every possible frame key (``<camera>/snapshot.jpg``: nothing after
+        it can be a frame) and after ``max_rejected`` rejected keys (``truncated``). Callers keep
+        their checkpoint on frame keys: a frame key sorting before junk may still arrive.
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         prefix = camera_prefix(camera_id)
+        last = last_frame_key(camera_id)
 
         def run() -> ListResult:
             result = ListResult()
@@ -172,7 +180,10 @@ class FrameStore:
                     parse_frame_key(key)  # keys outside the contract are rejected, not fed
                 except InvalidFrameKey as exc:
                     result.rejected.append((key, str(exc)))
-                    if len(result.rejected) >= limit:
+                    if key > last:
+                        break
+                    if len(result.rejected) >= max_rejected:
+                        result.truncated = True
                         break
                     continue
                 result.keys.append(key)

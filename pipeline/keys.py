@@ -109,3 +109,9 @@ def parse_frame_key(key: str) -> FrameKey:
 def camera_prefix(camera_id: str) -> str:
     """The listing prefix of one camera's frames."""
     return validate_camera_id(camera_id) + "/"
+
+
+def last_frame_key(camera_id: str) -> str:
+    """The greatest key a frame of ``camera_id`` can have: objects sorting after it (e.g.
+    ``<camera>/snapshot.jpg``) can hide no frame, so a listing may stop there."""
+    return f"{camera_prefix(camera_id)}9999/12/31/99991231T235959.999Z.test.jpg"

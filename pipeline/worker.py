@@ -16,70 +16,32 @@ import threading
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from pipeline.analysis import FrameAnalyzer
+from pipeline.batch import (
+    SNAPSHOT_WIDTH, BatchResult, analysis_width, analyze_frame, decode_for_analysis, snapshot_frame,
+)
 from pipeline.cap import cap_xml
 from pipeline.config import CameraConfig, Config
 from pipeline.evidence import EvidenceStore
-from pipeline.decode import shrink_to_width
-from pipeline.frames import BadFrame, FrameStore, FrameStoreUnavailable, decode_frame
+from pipeline.frames import BadFrame, FrameStore, FrameStoreUnavailable
 from pipeline.health import CameraHealth
 from pipeline.incidents import IncidentEvent
-from pipeline.keys import parse_frame_key
+from pipeline.keys import FrameKey, InvalidFrameKey, parse_frame_key
 from pipeline.payload import alert_topic, build_alert, cap_topic
 from pipeline.publisher import MqttPublisher
 from pipeline.state import OutboxMessage, StateStore
 
+__all__ = ["SNAPSHOT_WIDTH", "BatchResult", "Worker", "analysis_width", "decode_for_analysis"]
+
 log = logging.getLogger(__name__)
 
-#: Evidence snapshots are decoded at the cheapest DCT scale still this wide (only for frames
-#: that raise an incident message; analysis decodes at the detectors' own width).
-SNAPSHOT_WIDTH = 640
-#: Fire, smoke and obstruction work at this width (the default of ``detectors.working_size``).
-DETECTOR_WIDTH = 320
 #: Commit to the state store at least every this many frames within a batch.
 COMMIT_EVERY = 50
 #: After the object store failed a camera's whole retry budget, other cameras skip it this long
 #: (one outage costs one retry budget per cycle, not one per camera).
 STORE_PAUSE_S = 5.0
-
-
-def analysis_width(camera: CameraConfig) -> int:
-    """The width the worker shrinks each decoded frame to, once, before the camera's detectors:
-    the widest working size among them (none upscales, so each still sees its own size)."""
-    d = camera.detectors
-    return max([DETECTOR_WIDTH] + [s.working_width for s in (d.flood, d.congestion) if s.enabled])
-
-
-def decode_for_analysis(data: bytes, camera: CameraConfig, max_pixels: int) -> np.ndarray:
-    """The frame the camera's detectors see: decoded at the cheapest DCT scale (1/2, 1/4, 1/8)
-    still :func:`analysis_width` wide, then shrunk to exactly that width. A 1280x720 frame decodes
-    straight to 320x180; `citywatch evaluate` and `citywatch bench` use this too, so they score
-    and time what the flow runs. Raises :class:`BadFrame` like :func:`decode_frame`."""
-    width = analysis_width(camera)
-    return shrink_to_width(decode_frame(data, max_pixels=max_pixels, max_width=width), width)
-
-
-@dataclass
-class BatchResult:
-    """What one `process_camera` call did."""
-
-    camera_id: str
-    frames: int = 0
-    alerts: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    repeated: int = 0  # processed frames byte-identical to the camera's previous one
-    checkpoint: str | None = None
-    error: str | None = None
-
-    def as_dict(self) -> dict:
-        return {"camera": self.camera_id, "frames": self.frames, "alerts": self.alerts,
-                "skipped": dict(self.skipped), "repeated": self.repeated, "checkpoint": self.checkpoint,
-                "error": self.error}
 
 
 class Worker:
@@ -99,6 +61,7 @@ class Worker:
         self._locks: dict[str, threading.Lock] = {c.id: threading.Lock() for c in config.cameras}
         self._last_frame: dict[str, tuple[float, float]] = {}  # camera -> (frame ts, wall time taken)
         self._last_digest: dict[str, tuple[int, int]] = {}  # camera -> size, CRC-32 of its last frame
+        self._junk_seen: dict[str, set[str]] = {}  # camera -> non-frame keys after its checkpoint, logged
         self._store_paused_until = 0.0  # monotonic time; the object store is skipped until then
         #: Set whenever a commit puts messages in the outbox (`WatchSession` sends them at once).
         self.outbox_ready = threading.Event()
@@ -144,16 +107,16 @@ class Worker:
 
     def _process(self, camera: CameraConfig, result: BatchResult) -> None:
         w = self.config.worker
-        checkpoint = self.state.checkpoint(camera.id)
+        checkpoint, last_fk = self._checkpoint(camera.id)
         listing = self.frames.list_new(camera.id, checkpoint, w.max_frames_per_batch)
-        for key, reason in listing.rejected:
-            result.skipped["bad_key"] += 1
-            log.warning("camera %s: skipped object %r: %s", camera.id, key[:200], reason)
+        self._report_junk(camera.id, checkpoint, listing.rejected, result)
+        if listing.truncated:
+            log.warning("camera %s: listing stopped after %d objects outside the key contract; remove "
+                        "them from the camera's folder", camera.id, len(listing.rejected))
         analyzer = self.analyzer(camera)
         pending: list[OutboxMessage] = []
         last_key = checkpoint
-        last_ts = None if checkpoint is None else parse_frame_key(checkpoint).ts
-        newest_listed = max([*listing.keys, *(k for k, _ in listing.rejected)], default=None)
+        last_ts = None if last_fk is None else last_fk.ts
         now = self.clock()
         counts: Counter = Counter()  # persistent counters not yet committed
         for key in listing.keys:
@@ -163,44 +126,67 @@ class Worker:
                 result.skipped["future_time"] += 1
                 log.warning("camera %s: frame %s is stamped %.0f s in the future; held back",
                             camera.id, key, fk.ts - now)
-                newest_listed = None
                 break
             last_key = key
             reason = self._frame_problem(camera, key, fk.ts, last_ts)
             if reason is None:
                 try:
                     data = self.frames.get(key, w.max_frame_bytes)
-                    frame = decode_for_analysis(data, camera, w.max_frame_pixels)
                 except BadFrame as exc:
                     reason = "bad_frame"
                     log.warning("camera %s: skipped frame %s: %s", camera.id, key, exc)
                 else:
-                    if self._is_repeat(camera.id, data):
-                        result.repeated += 1
-                        counts["frames_repeated"] += 1
-                    _, events = analyzer.analyze(frame, fk.ts)
-                    self._last_frame[camera.id] = (fk.ts, now)
-                    events += self.health.frame_seen(camera.id, fk.ts, now)
-                    if events:
-                        snapshot = decode_frame(data, max_pixels=w.max_frame_pixels, max_width=SNAPSHOT_WIDTH)
-                        pending.extend(self._messages(camera, events, key, fk.test, snapshot))
-                    last_ts = fk.ts
-                    result.frames += 1
-                    counts["frames_processed"] += 1
-            if reason is not None:
+                    reason, events = analyze_frame(analyzer, camera, key, fk.ts, data, w.max_frame_pixels)
+            if reason is None:
+                if self._is_repeat(camera.id, data):
+                    result.repeated += 1
+                    counts["frames_repeated"] += 1
+                self._last_frame[camera.id] = (fk.ts, now)
+                events += self.health.frame_seen(camera.id, fk.ts, now)
+                if events:
+                    snapshot = snapshot_frame(data, camera, key, w.max_frame_pixels)
+                    pending.extend(self._messages(camera, events, key, fk.test, snapshot))
+                last_ts = fk.ts
+                result.frames += 1
+                counts["frames_processed"] += 1
+            else:
                 result.skipped[reason] += 1
                 counts["frames_skipped"] += 1
             if len(pending) or (result.frames and result.frames % COMMIT_EVERY == 0):
                 result.alerts += self._commit(camera, last_key, pending, analyzer, counts)
                 pending = []
-        if newest_listed is not None and (last_key is None or newest_listed > last_key):
-            last_key = newest_listed  # step over rejected keys so they are not listed again
         if last_key != checkpoint or counts:
             result.alerts += self._commit(camera, last_key, pending, analyzer, counts)
         result.checkpoint = last_key
         if result.repeated:
             log.info("camera %s: %d frame(s) byte-identical to the previous one (processed: a frozen "
                      "picture is for the obstruction detector to judge)", camera.id, result.repeated)
+
+    def _checkpoint(self, camera_id: str) -> tuple[str | None, FrameKey | None]:
+        """The camera's checkpoint and its parsed key. A checkpoint that is no frame key (left on a
+        non-frame object by an older version) is dropped with a warning: listing restarts at the
+        camera's oldest stored frame rather than staying blind to every frame sorting before it."""
+        checkpoint = self.state.checkpoint(camera_id)
+        if checkpoint is None:
+            return None, None
+        try:
+            return checkpoint, parse_frame_key(checkpoint)
+        except InvalidFrameKey:
+            log.warning("camera %s: checkpoint %r is not a frame key; listing its frames from the start",
+                        camera_id, checkpoint[:200])
+            return None, None
+
+    def _report_junk(self, camera_id: str, checkpoint: str | None, rejected: list[tuple[str, str]],
+                     result: BatchResult) -> None:
+        """Log and count each object outside the key contract once, however often it is listed
+        again (it stays after the checkpoint until a newer frame sorts after it)."""
+        seen = {k for k in self._junk_seen.get(camera_id, ()) if checkpoint is None or k > checkpoint}
+        for key, reason in rejected:
+            if key not in seen:
+                seen.add(key)
+                result.skipped["bad_key"] += 1
+                log.warning("camera %s: skipped object %r: %s", camera_id, key[:200], reason)
+        self._junk_seen[camera_id] = seen
 
     def _is_repeat(self, camera_id: str, data: bytes) -> bool:
         """Whether ``data`` repeats the camera's previous processed frame (remembered from now on):
@@ -277,18 +263,15 @@ class Worker:
         was taken. Replayed footage stamped in the past thus ends incidents only after
         ``end_after_s`` of real silence, never merely because its stamps are old."""
         if camera_id not in self._last_frame:
-            checkpoint = self.state.checkpoint(camera_id)  # after a restart: count from now on
-            self._last_frame[camera_id] = (parse_frame_key(checkpoint).ts if checkpoint else now, now)
+            _, fk = self._checkpoint(camera_id)  # after a restart: count from now on
+            self._last_frame[camera_id] = (fk.ts if fk else now, now)
         frame_ts, taken = self._last_frame[camera_id]
         return frame_ts + max(0.0, now - taken)
 
     def _test_camera(self, camera_id: str) -> bool:
         """Whether the camera's latest frame was test footage (its incidents' ends are test alerts too)."""
-        checkpoint = self.state.checkpoint(camera_id)
-        try:
-            return checkpoint is not None and parse_frame_key(checkpoint).test
-        except ValueError:
-            return False
+        _, fk = self._checkpoint(camera_id)
+        return fk is not None and fk.test
 
     def publish_statuses(self) -> None:
         """Retained `<prefix>/cameras/<id>/status` for every camera."""

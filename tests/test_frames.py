@@ -77,15 +77,21 @@ def test_keys_outside_contract_are_rejected_with_reason(store, minio_client):
         assert fragment in reasons[key]
 
 
-def test_junk_keys_are_listed_in_bounded_batches(store, minio_client):
+def test_junk_keys_never_count_towards_the_limit_and_the_listing_ends_after_the_last_frame_key(store, minio_client):
+    day = "cam/2026/11/21"
     for i in range(5):
-        minio_client.put_object(store.bucket, f"cam/junk-{i}.jpg", io.BytesIO(b"x"), 1)
-    good = store.put_frame("cam", T0, jpeg())  # "cam/2026/..." sorts before "cam/junk-..."
-    first = store.list_new("cam", None, 3)
-    assert first.keys == [good] and [k for k, _ in first.rejected] == ["cam/junk-0.jpg", "cam/junk-1.jpg",
-                                                                         "cam/junk-2.jpg"]
-    rest = store.list_new("cam", first.rejected[-1][0], 3)
-    assert rest.keys == [] and [k for k, _ in rest.rejected] == ["cam/junk-3.jpg", "cam/junk-4.jpg"]
+        minio_client.put_object(store.bucket, f"{day}/junk-{i}.jpg", io.BytesIO(b"x"), 1)
+        minio_client.put_object(store.bucket, f"cam/thumbs/{i}.jpg", io.BytesIO(b"x"), 1)
+    first = store.put_frame("cam", T0, jpeg())  # sorts before the junk of its day
+    later = [store.put_frame("cam", T0 + timedelta(days=1, seconds=i), jpeg()) for i in range(3)]
+    listed = store.list_new("cam", None, 3)
+    assert listed.keys == [first] + later[:2] and not listed.truncated
+    assert [k for k, _ in listed.rejected] == [f"{day}/junk-{i}.jpg" for i in range(5)]
+    rest = store.list_new("cam", later[1], 3)
+    # "cam/thumbs/..." sorts after every frame key: the first one ends the listing.
+    assert rest.keys == [later[2]] and [k for k, _ in rest.rejected] == ["cam/thumbs/0.jpg"]
+    capped = store.list_new("cam", first, 3, max_rejected=2)
+    assert capped.keys == [] and capped.truncated and len(capped.rejected) == 2
 
 
 def test_get_refuses_large_and_missing_objects(store):
