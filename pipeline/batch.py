@@ -59,7 +59,12 @@ def analyze_frame(analyzer: FrameAnalyzer, camera: CameraConfig, key: str, ts: f
     except BadFrame as exc:
         log.warning("camera %s: skipped frame %s: %s", camera.id, key, exc)
         return "bad_frame", []
-    _, events = analyzer.analyze(frame, ts)
+    except Exception as exc:  # noqa: BLE001 - a frame the decoder chokes on is that frame's problem
+        return _skip(camera, key, "decoding", exc), []
+    try:
+        _, events = analyzer.analyze(frame, ts)
+    except Exception as exc:  # noqa: BLE001 - one poison frame must never stall its camera
+        return _skip(camera, key, f"analysis of {frame.shape[1]}x{frame.shape[0]}", exc), []
     return None, events
 
 

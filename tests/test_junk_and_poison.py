@@ -8,7 +8,10 @@ import logging
 import time
 import uuid
 
-from pipeline.keys import frame_key
+import cv2
+import numpy as np
+
+from pipeline.analysis import FrameAnalyzer
 from pipeline.runner import WatchSession
 from sample_media import load_scene
 from tests.faults_support import frame_store, write_config
@@ -66,3 +69,61 @@ def test_junk_objects_never_become_the_checkpoint_and_never_stall_the_camera(
     assert "cam-j/snapshot.jpg" in text and f"{day_folder}/junk-249.jpg" in text
     assert text.count(f"skipped object '{day_folder}/junk-007.jpg'") == 1, "each junk object is reported once"
     assert "does not match" in text
+
+
+def _flat_jpeg(width: int, height: int) -> bytes:
+    return cv2.imencode(".jpg", np.full((height, width, 3), 128, np.uint8))[1].tobytes()
+
+
+def test_poison_frames_are_skipped_with_a_reason_and_never_block_the_camera(
+        s3_server, minio_client, mqtt_broker, tmp_path, caplog):
+    _, config = _config(tmp_path, s3_server, mqtt_broker, ["cam-p"])
+    store = frame_store(config)
+    start = time.time() - 300
+    before = _put_frames(store, "cam-p", start, 4)
+    poison = [store.put_frame("cam-p", start + 2.1 + i / 10, _flat_jpeg(w, h), test=True)
+              for i, (w, h) in enumerate([(1, 1), (65500, 10), (8000, 300)])]
+    after = _put_frames(store, "cam-p", start + 3, 4, offset=4)
+    caplog.set_level(logging.WARNING, logger="pipeline")
+    with WatchSession(config) as session:
+        one = session.cycle()
+        again = session.cycle()
+        state = session.worker.state
+        assert state.checkpoint("cam-p") == after[-1], "the checkpoint moves past poison frames"
+        counters = state.counters()
+    assert one.errors == [] and again.errors == [], (one.as_dict(), again.as_dict())
+    assert (again.frames, again.skipped) == (0, {}), "poison frames are not retried"
+    skipped = sum(one.skipped.values())
+    assert one.frames + skipped == len(before + poison + after) and set(one.skipped) <= {"analysis_error"}
+    assert counters["frames_processed"] + counters.get("frames_skipped", 0) == len(before + poison + after)
+    # Today's detectors refuse all three sizes; whatever they do, never a stall, and each skip is logged.
+    logged = [k for k in poison if f"skipped frame {k}: analysis of" in caplog.text]
+    assert len(logged) == one.skipped.get("analysis_error", 0)
+
+
+def test_any_exception_while_analysing_one_frame_skips_only_that_frame(
+        s3_server, minio_client, mqtt_broker, tmp_path, caplog, monkeypatch):
+    _, config = _config(tmp_path, s3_server, mqtt_broker, ["cam-x"])
+    store = frame_store(config)
+    start = time.time() - 300
+    keys = _put_frames(store, "cam-x", start, 8)
+    poison_ts = start + 1.5  # the fourth frame
+    analyze = FrameAnalyzer.analyze
+
+    def explode_on_one(self, frame, ts):
+        if abs(ts - poison_ts) < 1e-3:
+            raise RuntimeError("detector bug on this frame")
+        return analyze(self, frame, ts)
+
+    monkeypatch.setattr(FrameAnalyzer, "analyze", explode_on_one)
+    caplog.set_level(logging.WARNING, logger="pipeline")
+    with WatchSession(config) as session:
+        one = session.cycle()
+        again = session.cycle()
+        assert session.worker.state.checkpoint("cam-x") == keys[-1]
+        counters = session.worker.state.counters()
+    assert one.errors == [] and (one.frames, dict(one.skipped)) == (7, {"analysis_error": 1}), one.as_dict()
+    assert (again.frames, again.skipped) == (0, {})
+    assert counters["frames_processed"] == 7 and counters["frames_skipped"] == 1
+    assert f"skipped frame {keys[3]}: analysis of" in caplog.text
+    assert "RuntimeError: detector bug on this frame" in caplog.text
