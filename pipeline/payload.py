@@ -9,6 +9,7 @@ model: ``python -m pipeline.payload --write-schema`` rewrites it, ``--check`` ve
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -171,17 +172,27 @@ def generate_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
+@functools.lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
     """The committed schema file shipped with the package."""
     text = resources.files("pipeline").joinpath("schema/alert.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
+@functools.lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (alerts carry finite numbers only)")
+
+
 def validate_alert_json(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
-    """Parse (if needed) and validate an alert against the shipped schema; ValueError naming each problem."""
-    doc = json.loads(data) if isinstance(data, (bytes, str)) else data
-    validator = Draft202012Validator(load_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    """Parse (if needed; ``NaN`` and ``Infinity`` are refused) and validate an alert against the
+    shipped schema; ValueError naming each problem."""
+    doc = json.loads(data, parse_constant=_refuse_constant) if isinstance(data, (bytes, str)) else data
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         raise ValueError("; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
                                    for e in errors))

@@ -95,7 +95,9 @@ def test_board_groups_start_updates_end_under_one_id_newest_first(prefix):
     assert inc["measurements"] == {"burning_area_pct": 7.5}
     assert board.handle(f"{prefix}/alerts/fire/cam-north", b"not json") is None and board.rejected == 1
     evil = json.loads(later)
-    evil.update(incident_id="cam-south-flood-x", evidence={"url": "javascript:alert(1)"})
+    evil.update(incident_id="cam-south-flood-x", evidence={
+        "bucket": "alerts", "key": "k.jpg", "sha256": "0" * 64, "url": "javascript:alert(1)",
+        "expires_at": "2026-11-29T20:40:27Z"})
     assert "snapshot_url" not in board.handle(later_topic, json.dumps(evil).encode())["incident"]
     assert board.handle("other/alerts/fire/cam-north", start) is None  # not our prefix
 

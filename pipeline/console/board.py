@@ -8,14 +8,18 @@ web server (snapshot for a page that (re)connects). Every change returns a small
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any
 
 from pipeline.acks import AckError, parse_ack
 from pipeline.config import Config
+from pipeline.payload import validate_alert_json
 
 __all__ = ["IncidentBoard"]
+
+log = logging.getLogger(__name__)
 
 SEVERITY_RANK = {"minor": 1, "moderate": 2, "severe": 3, "extreme": 4}
 MAX_MESSAGES_PER_INCIDENT = 50
@@ -50,7 +54,7 @@ class IncidentBoard:
         rest = topic[len(self.prefix) + 1:].split("/")
         kind = rest[0]
         if kind == "alerts" and len(rest) == 3:
-            return self.add_alert(payload)
+            return self.add_alert(payload, topic)
         if kind == "cameras" and len(rest) == 3 and rest[2] == "status":
             return self.set_camera_status(rest[1], payload)
         if kind == "ack" and len(rest) == 2:
@@ -62,18 +66,21 @@ class IncidentBoard:
             return self.add_ack(json.loads(ack.model_dump_json()))
         return None
 
-    def add_alert(self, payload: bytes) -> dict[str, Any] | None:
-        """Merge one alert payload into its incident; duplicates (same seq) change nothing."""
+    def add_alert(self, payload: bytes, topic: str | None = None) -> dict[str, Any] | None:
+        """Merge one alert payload into its incident; duplicates (same seq) change nothing.
+
+        The payload must validate against the alert schema (and name the type and camera of its
+        ``topic``): anything else is dropped with a log line, so one bad message never reaches
+        the pages of every operator."""
         try:
-            doc = json.loads(payload)
-            iid, seq, state = doc["incident_id"], int(doc["seq"]), doc["state"]
-            camera = doc.get("camera") or {}
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            doc = validate_alert_json(payload)
+            if topic is not None and topic.split("/")[-2:] != [doc["type"], doc["camera"]["id"]]:
+                raise ValueError(f"payload is a {doc['type']} alert of camera {doc['camera']['id']}")
+        except (ValueError, UnicodeDecodeError) as exc:
             self.rejected += 1
+            log.warning("console: dropped an alert on %s: %s", topic or "(no topic)", str(exc)[:300])
             return None
-        if not isinstance(iid, str) or state not in ("start", "update", "end"):
-            self.rejected += 1
-            return None
+        iid, seq, state, camera = doc["incident_id"], doc["seq"], doc["state"], doc["camera"]
         with self._lock:
             inc = self._incidents.get(iid)
             if inc is None:
