@@ -235,3 +235,34 @@ require_certificate true
     finally:
         good.stop()
         bad.stop()
+
+
+def test_console_as_ioc_sees_acknowledgements_under_the_shipped_acl(secure_broker, tmp_path):
+    from starlette.testclient import TestClient
+
+    from pipeline.config import config_from_dict
+    from pipeline.console import create_app
+    from tests.test_console import alert_bytes, wait_until
+
+    cfg = config_from_dict({
+        "mqtt": {"url": secure_broker["url"], "username": "ioc", "password": PASSWORDS["ioc"],
+                 "ca_file": str(secure_broker["pki"]["ca"]), "topic_prefix": "citywatch"},
+        "cameras": [{"id": "cam-north", "name": "North", "location": {"lat": 10.9, "lon": 106.6, "district": "D"}}],
+    }, env={})
+    iid, topic, start = alert_bytes(cfg, started=time.time())
+    store = StateStore(tmp_path / "worker.db")
+    worker = publisher(secure_broker, store, "worker-1", PASSWORDS["worker-1"]).start()
+    app = create_app(cfg, client_id=f"console-{uuid.uuid4().hex[:8]}", extra_hosts=["testserver"])
+    try:
+        with TestClient(app) as client:
+            assert wait_until(lambda: client.get("/api/state").json()["meta"]["broker_connected"])
+            time.sleep(0.5)  # SUBACK
+            store.enqueue([OutboxMessage(topic, start)])
+            worker.flush(5)
+            assert wait_until(lambda: client.get("/api/state").json()["incidents"]), "alert not seen as ioc"
+            resp = client.post(f"/api/incidents/{iid}/ack", json={"operator": "Ana", "note": "crew sent"})
+            assert resp.status_code == 202, resp.text
+            acked = wait_until(lambda: client.get("/api/state").json()["incidents"][0]["ack"])
+            assert acked and acked["operator"] == "Ana", "the console (user ioc) never saw the acknowledgement"
+    finally:
+        worker.stop()
