@@ -176,6 +176,8 @@ class WorkerSettings(_Strict):
     max_frame_bytes: int = Field(20_000_000, ge=1000, le=200_000_000)
     max_frame_pixels: int = Field(40_000_000, ge=10_000, le=400_000_000, description="Decompression-bomb guard")
     max_future_s: float = Field(300.0, ge=0, le=86400, description="Frames stamped further ahead are refused")
+    lock_wait_s: float = Field(10.0, ge=0, le=600, description="How long a worker waits for the state dir's "
+                               "lock (held by the previous window's process while it exits) before it fails")
 
 
 class ShardSettings(_Strict):

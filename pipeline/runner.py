@@ -24,6 +24,7 @@ from pipeline.evidence import EvidenceStore
 from pipeline.frames import FrameStore, make_minio
 from pipeline.publisher import MqttPublisher
 from pipeline.state import StateStore
+from pipeline.statelock import StateDirLock
 from pipeline.worker import BatchResult, Worker
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,20 @@ SEND_WAIT_S = 2.0
 
 
 def build_worker(config: Config) -> Worker:
-    """Connect a worker to the object store, its state dir and the broker named in ``config``."""
+    """Connect a worker to the object store, its state dir and the broker named in ``config``.
+
+    The worker holds its state dir's lock (:class:`StateDirLock`) until ``worker.release()``:
+    a second worker on the same dir raises :class:`StateDirLocked` naming the holder's pid."""
+    state_dir = Path(config.worker.state_dir).expanduser()
+    lock = StateDirLock(state_dir).acquire(config.worker.lock_wait_s)
     client = make_minio(config.s3)
     frames = FrameStore(client, config.s3.frames_bucket)
     evidence = EvidenceStore(client, config.s3.alerts_bucket, config.s3.presign_expiry_s)
-    state_dir = Path(config.worker.state_dir).expanduser()
-    state_dir.mkdir(parents=True, exist_ok=True)
     state = StateStore(state_dir / "state.db")
     publisher = MqttPublisher(config.mqtt, state, config.worker.name)
-    return Worker(config, frames=frames, evidence=evidence, state=state, publisher=publisher)
+    worker = Worker(config, frames=frames, evidence=evidence, state=state, publisher=publisher)
+    worker.state_lock = lock
+    return worker
 
 
 @dataclass
@@ -99,6 +105,7 @@ class WatchSession:
             mine = set(self.camera_ids)
             config = config.model_copy(update={"cameras": [c for c in config.cameras if c.id in mine]})
             self.config = config
+        self._owns_worker = worker is None  # then close() frees the state dir for the next session
         self.worker = worker or build_worker(config)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="citywatch")
         self._started = False
@@ -208,6 +215,8 @@ class WatchSession:
         if self._started:
             self.worker.publisher.stop()
             self._started = False
+        if self._owns_worker:
+            self.worker.release()
 
     def __enter__(self) -> "WatchSession":
         return self.start()

@@ -32,6 +32,7 @@ from pipeline.keys import FrameKey, InvalidFrameKey, parse_frame_key
 from pipeline.payload import alert_topic, build_alert, cap_topic
 from pipeline.publisher import MqttPublisher
 from pipeline.state import OutboxMessage, StateStore
+from pipeline.statelock import StateDirLock
 
 __all__ = ["SNAPSHOT_WIDTH", "BatchResult", "Worker", "analysis_width", "decode_for_analysis"]
 
@@ -65,6 +66,12 @@ class Worker:
         self._store_paused_until = 0.0  # monotonic time; the object store is skipped until then
         #: Set whenever a commit puts messages in the outbox (`WatchSession` sends them at once).
         self.outbox_ready = threading.Event()
+        self.state_lock: StateDirLock | None = None  # set by `build_worker`
+
+    def release(self) -> None:
+        """Free the state dir for another worker (this one must not process frames afterwards)."""
+        if self.state_lock is not None:
+            self.state_lock.release()
 
     # -- per-camera state -------------------------------------------------------------------
     def analyzer(self, camera: CameraConfig) -> FrameAnalyzer:
