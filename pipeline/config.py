@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from detectors import CongestionSettings, FireSettings, FloodSettings, ObstructionSettings, SmokeSettings
 from pipeline.keys import validate_camera_id
+from pipeline.safe_yaml import YamlTooLarge, load_yaml
 
 _TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
@@ -317,9 +318,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     if path:
         p = Path(path)
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            data = load_yaml(p.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file {p} does not exist") from None
+        except YamlTooLarge as exc:
+            raise ConfigError(f"config file {p}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):

@@ -74,9 +74,11 @@ def shards_command(
 def _check(cfg, prefect_file: Path) -> None:
     import yaml
 
+    from pipeline.safe_yaml import YamlTooLarge, load_yaml
+
     try:
-        doc = yaml.safe_load(prefect_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        doc = load_yaml(prefect_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError, YamlTooLarge) as exc:
         typer.echo(f"error: cannot read {prefect_file}: {exc}", err=True)
         raise typer.Exit(2) from None
     problems = check_watch_deployments(cfg, doc if isinstance(doc, dict) else {})
