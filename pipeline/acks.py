@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from pipeline.config import MqttSettings
 from pipeline.mqtt import Subscriber
+from pipeline.text import PlainText, printable
 
 __all__ = ["AckMessage", "AckError", "ack_topic", "ack_filter", "parse_ack", "make_ack", "AckRecorder"]
 
@@ -37,10 +38,10 @@ class AckMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str = Field(..., pattern=INCIDENT_ID_PATTERN)
-    operator: str = Field(..., min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    operator: PlainText = Field(..., min_length=1, max_length=64)
     time: AwareDatetime = Field(..., description="When the operator acknowledged (UTC)")
-    note: str = Field("", max_length=500)
-    console: str = Field("", max_length=128, description="Which console sent it")
+    note: PlainText = Field("", max_length=500)
+    console: PlainText = Field("", max_length=128, description="Which console sent it")
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode("utf-8")
@@ -105,8 +106,8 @@ class AckRecorder(Subscriber):
         try:
             ack = parse_ack(topic, payload)
         except AckError as exc:
-            log.warning("ignoring acknowledgement: %s", exc)
+            log.warning("ignoring acknowledgement: %s", printable(exc))
             return
         if self._record(ack, payload):
-            log.info("incident %s acknowledged by %s at %s%s", ack.incident_id, ack.operator,
-                     ack.time.isoformat(), f" ({ack.note})" if ack.note else "")
+            log.info("incident %s acknowledged by %s at %s%s", ack.incident_id, printable(ack.operator),
+                     ack.time.isoformat(), f" ({printable(ack.note)})" if ack.note else "")

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 from pipeline.config import CapSettings
 from pipeline.payload import AlertPayload
+from pipeline.text import xml_text
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 LANGUAGE = "en-US"
@@ -67,7 +68,7 @@ def _check_token(name: str, value: str) -> str:
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     el = ET.SubElement(parent, f"{{{CAP_NS}}}{tag}")
     if text is not None:
-        el.text = text
+        el.text = xml_text(text)
     return el
 
 

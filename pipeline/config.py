@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from detectors import CongestionSettings, FireSettings, FloodSettings, ObstructionSettings, SmokeSettings
 from pipeline.keys import validate_camera_id
 from pipeline.safe_yaml import YamlTooLarge, load_yaml
+from pipeline.text import PlainText
 
 _TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
@@ -47,7 +48,7 @@ class S3Settings(_Strict):
     url: str = Field("http://127.0.0.1:9000", description="Endpoint, http:// or https://")
     access_key: SecretStr | None = Field(None, description="From CITYWATCH_S3_ACCESS_KEY")
     secret_key: SecretStr | None = Field(None, description="From CITYWATCH_S3_SECRET_KEY")
-    region: str = "us-east-1"
+    region: PlainText = "us-east-1"
     frames_bucket: str = Field("frames", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     alerts_bucket: str = Field("alerts", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     presign_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600, description="Snapshot URL lifetime")
@@ -77,7 +78,7 @@ class MqttSettings(_Strict):
     """Broker the alerts go to. ``url`` is ``mqtt://user:pass@host:port`` or ``mqtts://`` for TLS."""
 
     url: str = Field("mqtt://127.0.0.1:1883", description="From CITYWATCH_MQTT_URL")
-    username: str | None = None
+    username: PlainText | None = None
     password: SecretStr | None = None
     topic_prefix: str = Field("citywatch", description="Topics are <prefix>/alerts/<type>/<camera>")
     qos: int = Field(1, ge=1, le=2)
@@ -132,7 +133,7 @@ class CapSettings(_Strict):
     """CAP 1.2 XML output alongside the JSON alerts."""
 
     enabled: bool = False
-    sender: str = Field("citywatch@ioc.example.org", min_length=3, max_length=200)
+    sender: PlainText = Field("citywatch@ioc.example.org", min_length=3, max_length=200)
     area_radius_km: float = Field(0.2, gt=0, le=100)
 
 
@@ -208,7 +209,7 @@ class ShardSettings(_Strict):
 class Location(_Strict):
     lat: float = Field(..., ge=-90, le=90)
     lon: float = Field(..., ge=-180, le=180)
-    district: str = Field("", max_length=120)
+    district: PlainText = Field("", max_length=120)
 
 
 class CameraDetectors(_Strict):
@@ -223,7 +224,7 @@ class CameraConfig(_Strict):
     """One camera in the registry."""
 
     id: str = Field(..., description="[A-Za-z0-9_-]{1,64}; part of object keys and MQTT topics")
-    name: str = Field("", max_length=200)
+    name: PlainText = Field("", max_length=200)
     location: Location | None = None
     fps: float = Field(2.0, gt=0, le=30, description="Frames per second the pipeline samples")
     detectors: CameraDetectors = CameraDetectors()

@@ -18,6 +18,7 @@ from pipeline.config import MqttSettings
 from pipeline.keys import validate_camera_id
 from pipeline.mqtt import Subscriber
 from pipeline.payload import EVENT_TYPE_PATTERN
+from pipeline.text import printable
 
 __all__ = ["alert_filter", "format_alert_line", "AlertConsole", "validate_event_type"]
 
@@ -48,6 +49,11 @@ def _get(doc: Any, *path: str) -> Any:
 
 
 def format_alert_line(topic: str, payload: bytes) -> str:
+    """:func:`_alert_line` with every control character escaped (payloads come from the broker)."""
+    return printable(_alert_line(topic, payload))
+
+
+def _alert_line(topic: str, payload: bytes) -> str:
     """One line: frame time, camera, type, state, severity, seq, incident id, snapshot URL.
 
     Tolerant on purpose (a console must not stop on one odd message): missing fields show as
@@ -80,7 +86,8 @@ def format_alert_line(topic: str, payload: bytes) -> str:
 class AlertConsole(Subscriber):
     """Subscribes to the alert topics and calls ``on_line`` with one string per alert.
 
-    ``raw_json=True`` passes the payload text unchanged instead of the formatted line.
+    ``raw_json=True`` passes the payload text instead of the formatted line, with control
+    characters escaped (a valid JSON text stays JSON with the same value).
     """
 
     def __init__(self, mqtt: MqttSettings, on_line: Callable[[str], None], *, event_type: str | None = None,
@@ -93,6 +100,6 @@ class AlertConsole(Subscriber):
 
     def _handle(self, topic: str, payload: bytes, retain: bool) -> None:
         if self._raw:
-            self._on_line(payload.decode("utf-8", errors="replace"))
+            self._on_line(printable(payload.decode("utf-8", errors="replace")))
         else:
             self._on_line(format_alert_line(topic, payload))

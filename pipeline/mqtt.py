@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from pipeline.config import MqttSettings
+from pipeline.text import printable
 
 __all__ = ["make_client", "safe_url", "MqttSetupError", "reason_text", "EVENT_TYPE_RE", "Subscriber"]
 
@@ -193,4 +194,4 @@ class Subscriber:
         try:
             self._handler(message.topic, message.payload, bool(message.retain))
         except Exception:  # noqa: BLE001 - one bad message must not kill the network thread
-            log.exception("handler failed for a message on %s", message.topic)
+            log.exception("handler failed for a message on %s", printable(message.topic))

@@ -16,6 +16,7 @@ from typing import Any
 from pipeline.acks import AckError, parse_ack
 from pipeline.config import Config
 from pipeline.payload import validate_alert_json
+from pipeline.text import printable
 
 __all__ = ["IncidentBoard"]
 
@@ -78,7 +79,7 @@ class IncidentBoard:
                 raise ValueError(f"payload is a {doc['type']} alert of camera {doc['camera']['id']}")
         except (ValueError, UnicodeDecodeError) as exc:
             self.rejected += 1
-            log.warning("console: dropped an alert on %s: %s", topic or "(no topic)", str(exc)[:300])
+            log.warning("console: dropped an alert on %s: %s", printable(topic or "(no topic)"), printable(str(exc)[:300]))
             return None
         iid, seq, state, camera = doc["incident_id"], doc["seq"], doc["state"], doc["camera"]
         with self._lock:
