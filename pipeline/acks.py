@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from datetime import datetime, timezone
 from typing import Callable
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.config import MqttSettings
+from pipeline.ids import INCIDENT_ID, anchored, full_match
 from pipeline.mqtt import Subscriber
 from pipeline.text import PlainText, printable
 
@@ -24,8 +24,7 @@ __all__ = ["AckMessage", "AckError", "ack_topic", "ack_filter", "parse_ack", "ma
 
 log = logging.getLogger(__name__)
 
-INCIDENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,160}$"
-_INCIDENT_ID_RE = re.compile(INCIDENT_ID_PATTERN)
+INCIDENT_ID_PATTERN = anchored(INCIDENT_ID)
 
 
 class AckError(ValueError):
@@ -48,7 +47,7 @@ class AckMessage(BaseModel):
 
 
 def _check_incident_id(incident_id: str) -> str:
-    if not isinstance(incident_id, str) or not _INCIDENT_ID_RE.match(incident_id):
+    if not full_match(INCIDENT_ID, incident_id):
         raise AckError(f"incident id {incident_id!r} is not valid: 1-160 of A-Z a-z 0-9 _ - "
                        "('+', '#' and '/' are not allowed)")
     return incident_id

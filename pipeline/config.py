@@ -17,11 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from detectors import CongestionSettings, FireSettings, FloodSettings, ObstructionSettings, SmokeSettings
+from pipeline.ids import BUCKET, NAME, TOPIC_PREFIX, anchored, full_match
 from pipeline.keys import validate_camera_id
 from pipeline.safe_yaml import YamlTooLarge, load_yaml
 from pipeline.text import PlainText
 
-_TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
 
 class _Strict(BaseModel):
@@ -49,8 +49,8 @@ class S3Settings(_Strict):
     access_key: SecretStr | None = Field(None, description="From CITYWATCH_S3_ACCESS_KEY")
     secret_key: SecretStr | None = Field(None, description="From CITYWATCH_S3_SECRET_KEY")
     region: PlainText = "us-east-1"
-    frames_bucket: str = Field("frames", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    alerts_bucket: str = Field("alerts", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    frames_bucket: str = Field("frames", pattern=anchored(BUCKET))
+    alerts_bucket: str = Field("alerts", pattern=anchored(BUCKET))
     presign_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600, description="Snapshot URL lifetime")
     timeout_s: float = Field(5.0, gt=0, le=120)
 
@@ -86,7 +86,7 @@ class MqttSettings(_Strict):
     cert_file: Path | None = Field(None, description="Client certificate (optional)")
     key_file: Path | None = Field(None, description="Client key (optional)")
     keepalive_s: int = Field(30, ge=5, le=3600)
-    client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    client_id: str | None = Field(None, pattern=anchored(NAME))
 
     @field_validator("url")
     @classmethod
@@ -100,7 +100,7 @@ class MqttSettings(_Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _check_prefix(cls, prefix: str) -> str:
-        if not _TOPIC_SAFE.match(prefix):
+        if not full_match(TOPIC_PREFIX, prefix):
             raise ValueError("may hold only A-Z a-z 0-9 _ - and single '/' separators")
         return prefix
 
@@ -170,7 +170,7 @@ class HealthSettings(_Strict):
 class WorkerSettings(_Strict):
     """The process that runs the watch flow."""
 
-    name: str = Field("worker-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field("worker-1", pattern=anchored(NAME))
     state_dir: Path = Field(Path(".citywatch"), description="Outbox, checkpoints, incident state")
     poll_interval_s: float = Field(1.0, gt=0, le=60)
     window_s: float = Field(300.0, gt=0, le=86400, description="How long one watch run polls")
@@ -199,7 +199,7 @@ class ShardSettings(_Strict):
         if len(self.names) != self.count:
             raise ValueError(f"names lists {len(self.names)} shards but count is {self.count}")
         for name in self.names:
-            if not _TOPIC_SAFE.match(name) or "/" in name or len(name) > 64:
+            if not full_match(NAME, name):
                 raise ValueError(f"shard name {name!r} is not allowed: use 1-64 characters from A-Z a-z 0-9 _ -")
         if len(set(self.names)) != len(self.names):
             raise ValueError("shard names must be unique")

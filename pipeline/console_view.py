@@ -10,24 +10,20 @@ Used by ``citywatch alerts`` and by the demo to show alerts as they arrive::
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from typing import Any, Callable
 
 from pipeline.config import MqttSettings
+from pipeline.ids import EVENT_TYPE, full_match
 from pipeline.keys import validate_camera_id
 from pipeline.mqtt import Subscriber
-from pipeline.payload import EVENT_TYPE_PATTERN
 from pipeline.text import printable
 
 __all__ = ["alert_filter", "format_alert_line", "AlertConsole", "validate_event_type"]
 
-_EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
-
-
 def validate_event_type(event_type: str) -> str:
     """The event type if it is safe inside a topic ([a-z][a-z0-9_]*), else ValueError saying why."""
-    if not isinstance(event_type, str) or not _EVENT_TYPE_RE.match(event_type):
+    if not full_match(EVENT_TYPE, event_type):
         raise ValueError(f"event type {event_type!r} is not valid: use lower-case letters, digits and '_' "
                          "(e.g. fire, flood, camera_offline); '+', '#' and '/' are not allowed")
     return event_type

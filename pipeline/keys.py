@@ -20,8 +20,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-CAMERA_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
-_CAMERA_ID_RE = re.compile(rf"^{CAMERA_ID_PATTERN}$")
+from pipeline.ids import CAMERA_ID, full_match
+
+CAMERA_ID_PATTERN = CAMERA_ID  # the camera id pattern, unanchored (pipeline.ids)
 _KEY_RE = re.compile(
     rf"^(?P<camera>{CAMERA_ID_PATTERN})/(?P<y>\d{{4}})/(?P<m>\d{{2}})/(?P<d>\d{{2}})/"
     r"(?P<stamp>(?P<date>\d{8})T(?P<time>\d{6})\.(?P<ms>\d{3})Z)(?P<test>\.test)?\.jpg$"
@@ -56,7 +57,7 @@ class FrameKey:
 
 def validate_camera_id(camera_id: object) -> str:
     """Return ``camera_id`` if it is a legal camera id, else raise :class:`InvalidCameraId`."""
-    if not isinstance(camera_id, str) or not _CAMERA_ID_RE.match(camera_id):
+    if not full_match(CAMERA_ID, camera_id):
         shown = repr(camera_id)[:80]
         raise InvalidCameraId(
             f"camera id {shown} is not allowed: use 1-64 characters from A-Z a-z 0-9 _ -"
@@ -87,10 +88,10 @@ def parse_frame_key(key: str) -> FrameKey:
     """Parse an object key; raise :class:`InvalidFrameKey` naming what is wrong."""
     if not isinstance(key, str):
         raise InvalidFrameKey(f"object key must be a string, got {type(key).__name__}")
-    m = _KEY_RE.match(key)
+    m = _KEY_RE.fullmatch(key)
     if not m:
         camera = key.split("/", 1)[0]
-        if not _CAMERA_ID_RE.match(camera):
+        if not full_match(CAMERA_ID, camera):
             raise InvalidFrameKey(f"object key {key[:120]!r}: camera id {camera[:70]!r} is not allowed")
         raise InvalidFrameKey(
             f"object key {key[:120]!r} does not match "

@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from pipeline.config import MqttSettings
+from pipeline.ids import CLIENT_ID, full_match
 from pipeline.text import printable
 
 __all__ = ["make_client", "safe_url", "MqttSetupError", "reason_text", "EVENT_TYPE_RE", "Subscriber"]
@@ -88,7 +89,7 @@ def make_client(mqtt: MqttSettings, client_id: str, *, clean_start: bool = False
     then call ``loop_start()``. ``clean_start=False`` with ``session_expiry_s > 0`` asks the
     broker for a persistent session (QoS 1 messages are queued for the client while it is away).
     """
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", client_id):
+    if not full_match(CLIENT_ID, client_id):
         raise MqttSetupError(f"client id {client_id!r} may only hold A-Z a-z 0-9 _ -")
     if not mqtt.tls and (mqtt.cert_file or mqtt.key_file):
         raise MqttSetupError("mqtt.cert_file/key_file need an mqtts:// url")

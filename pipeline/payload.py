@@ -11,23 +11,24 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import logging
 import math
-import re
 import sys
 import uuid
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Iterator, Literal
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from pipeline.config import CameraConfig
 from pipeline.evidence import Evidence
 from pipeline.incidents import IncidentEvent
-from pipeline.keys import CAMERA_ID_PATTERN, InvalidFrameKey, parse_frame_key, validate_camera_id
+from pipeline.ids import CAMERA_ID, EVENT_TYPE, INCIDENT_ID, NAME, TOPIC_PREFIX, anchored, full_match
+from pipeline.keys import InvalidFrameKey, parse_frame_key, validate_camera_id
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,7 @@ SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("schema") / "alert.schema.json"
 SCHEMA_ID = "https://citywatch.example.org/schema/alert.schema.json"
 _MESSAGE_NS = uuid.UUID("6f1c2d1e-8a57-4c8e-9a43-2b1f0c5e7d10")
-EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
-_EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+EVENT_TYPE_PATTERN = anchored(EVENT_TYPE)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -54,7 +53,7 @@ class LocationInfo(_Strict):
 
 
 class CameraInfo(_Strict):
-    id: str = Field(..., pattern=f"^{CAMERA_ID_PATTERN}$")
+    id: str = Field(..., pattern=anchored(CAMERA_ID))
     name: str = ""
     location: LocationInfo | None = None
 
@@ -81,7 +80,7 @@ class AlertPayload(_Strict):
 
     schema_version: Literal["1.0"] = SCHEMA_VERSION
     message_id: uuid.UUID = Field(..., description="Same for a replay of the same message")
-    incident_id: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,160}$")
+    incident_id: str = Field(..., pattern=anchored(INCIDENT_ID))
     seq: int = Field(..., ge=1, description="Message number within the incident, from 1")
     state: Literal["start", "update", "end"]
     type: str = Field(..., pattern=EVENT_TYPE_PATTERN)
@@ -97,7 +96,7 @@ class AlertPayload(_Strict):
     level: str | None = None
     boxes: list[tuple[Unit, Unit, Unit, Unit]] = Field(default_factory=list, description="Normalized x, y, w, h")
     evidence: EvidenceInfo | None = None
-    worker: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    worker: str = Field(..., pattern=anchored(NAME))
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode("utf-8")
@@ -149,9 +148,9 @@ def build_alert(event: IncidentEvent, camera: CameraConfig, *, frame_bucket: str
 
 
 def _topic(prefix: str, kind: str, event_type: str, camera_id: str) -> str:
-    if not _PREFIX_RE.match(prefix or ""):
+    if not full_match(TOPIC_PREFIX, prefix):
         raise ValueError(f"topic prefix {prefix!r} may hold only A-Z a-z 0-9 _ - and single '/'")
-    if not isinstance(event_type, str) or not _EVENT_TYPE_RE.match(event_type):
+    if not full_match(EVENT_TYPE, event_type):
         raise ValueError(f"event type {event_type!r} is not allowed in a topic: use [a-z][a-z0-9_]{{0,39}}")
     return f"{prefix}/{kind}/{event_type}/{validate_camera_id(camera_id)}"
 
@@ -179,9 +178,22 @@ def load_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _pattern_to_the_end(validator, pattern: str, instance: Any, schema: dict) -> Iterator[ValidationError]:
+    """JSON Schema's ``pattern`` with ECMA-262's ``$`` (the end of the text): jsonschema's
+    ``re.search`` would let ``"cam-1\\n"`` match ``^...$``."""
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def _ecma_regex(pattern: str) -> "re.Pattern[str]":
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
 @functools.lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(load_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    cls = validators.extend(Draft202012Validator, {"pattern": _pattern_to_the_end})
+    return cls(load_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _refuse_constant(name: str) -> float:

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import queue
-import re
 import socket
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from pipeline.config import MqttSettings
+from pipeline.ids import NAME, full_match
 from pipeline.mqtt import make_client, reason_text, safe_url
 from pipeline.state import OutboxRow, StateStore
 
@@ -57,7 +57,7 @@ class MqttPublisher:
     def __init__(self, mqtt: MqttSettings, store: StateStore, worker_name: str, *, window: int = 100,
                  client_id: str | None = None, reconnect_min_s: float = 1.0,
                  reconnect_max_s: float = 30.0, connect_wait_s: float = 0.5) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", worker_name):
+        if not full_match(NAME, worker_name):
             raise ValueError(f"worker name {worker_name!r} may only hold A-Z a-z 0-9 _ - (1-64 chars)")
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
