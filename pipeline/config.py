@@ -81,7 +81,7 @@ class MqttSettings(_Strict):
     username: PlainText | None = None
     password: SecretStr | None = None
     topic_prefix: str = Field("citywatch", description="Topics are <prefix>/alerts/<type>/<camera>")
-    qos: int = Field(1, ge=1, le=2)
+    qos: int = Field(1, ge=1, le=2, description="QoS of alerts, their CAP copies and of subscriptions")
     ca_file: Path | None = Field(None, description="CA bundle for mqtts://")
     cert_file: Path | None = Field(None, description="Client certificate (optional)")
     key_file: Path | None = Field(None, description="Client key (optional)")

@@ -175,7 +175,7 @@ class Subscriber:
             self._subscribed.set()
             self._answered.set()
             return
-        client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
+        client.subscribe([(f, SubscribeOptions(qos=self.mqtt.qos)) for f in self.filters])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         bad = [f"{f}: {reason_text(rc)}" for f, rc in zip(self.filters, reason_codes) if rc.is_failure]

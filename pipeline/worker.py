@@ -225,10 +225,12 @@ class Worker:
             bucket = cfg.s3.frames_bucket if frame_key else None
             payload = build_alert(event, camera, frame_bucket=bucket, frame_key=frame_key,
                                   evidence=evidence, test=test, worker=cfg.worker.name)
-            out.append(OutboxMessage(alert_topic(cfg.mqtt.topic_prefix, event.type, camera.id), payload.to_json()))
+            qos = cfg.mqtt.qos
+            out.append(OutboxMessage(alert_topic(cfg.mqtt.topic_prefix, event.type, camera.id), payload.to_json(),
+                                     qos=qos))
             if cfg.alerts.cap.enabled:
                 out.append(OutboxMessage(cap_topic(cfg.mqtt.topic_prefix, event.type, camera.id),
-                                         cap_xml(payload, cfg.alerts.cap).encode()))
+                                         cap_xml(payload, cfg.alerts.cap).encode(), qos=qos))
             log.info("camera %s: %s %s incident %s seq %d severity %s", camera.id, event.type, event.state,
                      event.incident_id, event.seq, event.severity)
         return out

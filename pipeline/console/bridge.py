@@ -105,7 +105,7 @@ class ConsoleSubscriber(Subscriber):
         if not reason_code.is_failure and flags.session_present and self._fresh:
             # A restarted console finds its session (queued alerts arrive), but the broker only sends
             # retained camera statuses on SUBSCRIBE: subscribe again to fill the fresh board.
-            client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
+            client.subscribe([(f, SubscribeOptions(qos=self.mqtt.qos)) for f in self.filters])
         if not reason_code.is_failure:
             self._fresh = False
             log.info("console connected to %s (session present: %s)", safe_url(self.mqtt), flags.session_present)
