@@ -245,7 +245,8 @@ class Worker:
             counts.clear()
         if messages:
             self.outbox_ready.set()
-        return sum(1 for m in messages if "/alerts/" in m.topic)
+        alerts = f"{self.config.mqtt.topic_prefix}/alerts/"  # not "/alerts/" in the topic: the prefix may hold it
+        return sum(1 for m in messages if m.topic.startswith(alerts))
 
     # -- time-driven events ---------------------------------------------------------------------
     def expire(self) -> int:
