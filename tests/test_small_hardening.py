@@ -4,13 +4,16 @@ clear error for a bad CA file, a warning when PUBACKs stop, and JPEGs with bytes
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 
 from pipeline.mqtt import make_client
 from pipeline.runner import WatchSession
-from tests.faults_support import frame_store, put_scene, write_config
+from tests.faults_support import ROOT, frame_store, put_scene, write_config
 
 
 def test_mqtt_qos_2_is_what_alerts_are_published_and_subscribed_with(s3_server, mqtt_broker, tmp_path):
@@ -75,3 +78,36 @@ def _received_while(config, topic_filter: str, make_session) -> list:
         sub.disconnect()
         sub.loop_stop()
     return [t for t in received if "/workers/" not in t and "/cameras/" not in t] + [stats]
+
+
+def _python(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_a_bad_exit_grace_setting_never_breaks_the_import_and_falls_back_with_a_warning(caplog):
+    out = _python("import flows.watch", {"CITYWATCH_PREFECT_EXIT_GRACE_S": "soon"})
+    assert out.returncode == 0, out.stderr
+    from flows.watchdog import DEFAULT_EXIT_GRACE_S, exit_grace_s
+
+    for bad in ("soon", "-1", "0", "nan", "1e9"):
+        assert exit_grace_s({"CITYWATCH_PREFECT_EXIT_GRACE_S": bad}) == DEFAULT_EXIT_GRACE_S
+    assert "CITYWATCH_PREFECT_EXIT_GRACE_S='soon'" in caplog.text
+    assert exit_grace_s({"CITYWATCH_PREFECT_EXIT_GRACE_S": "30"}) == 30.0
+    assert exit_grace_s({}) == DEFAULT_EXIT_GRACE_S
+
+
+def test_the_exit_watchdog_ends_a_process_stuck_on_a_dead_prefect_api_once_armed_and_only_then():
+    from pipeline.embedded import free_port
+
+    env = {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}  # nothing listens there
+    started = time.monotonic()
+    stuck = _python("import time; from flows.watchdog import ExitWatchdog; ExitWatchdog().arm(1.0); "
+                    "time.sleep(60)", env)
+    assert stuck.returncode == 1 and "exiting now" in stuck.stderr, stuck.stderr
+    assert time.monotonic() - started < 40
+    calm = _python("import time; from flows.watchdog import ExitWatchdog; w = ExitWatchdog(); w.arm(1.0); "
+                   "w.disarm(); time.sleep(3); print('done')", env)
+    assert calm.returncode == 0 and calm.stdout.strip() == "done", calm.stderr
+    source = (ROOT / "flows" / "watchdog.py").read_text()
+    assert "threading._" not in source, "the watchdog must not read private threading state"
