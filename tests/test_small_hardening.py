@@ -111,3 +111,27 @@ def test_the_exit_watchdog_ends_a_process_stuck_on_a_dead_prefect_api_once_armed
     assert calm.returncode == 0 and calm.stdout.strip() == "done", calm.stderr
     source = (ROOT / "flows" / "watchdog.py").read_text()
     assert "threading._" not in source, "the watchdog must not read private threading state"
+
+
+def test_config_check_never_echoes_credentials_in_the_s3_url(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.config import ConfigError, config_from_dict
+
+    path = tmp_path / "c.yaml"
+    path.write_text("s3: {url: 'http://AKIAURLKEY:url-secret-93@minio.example:9000'}\n")
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "url-secret-93" not in result.output and "AKIAURLKEY" not in result.output
+    assert "S3 http://minio.example:9000" in result.output
+    cfg = config_from_dict({"s3": {"url": "http://AKIAURLKEY:url-secret-93@minio.example:9000"}}, env={})
+    assert cfg.s3.endpoint == "minio.example:9000"  # what the minio client dials
+    assert cfg.s3.access_key.get_secret_value() == "AKIAURLKEY"
+    assert cfg.s3.secret_key.get_secret_value() == "url-secret-93"
+    try:
+        config_from_dict({"s3": {"url": "ftp://AKIAURLKEY:url-secret-93@minio.example"}}, env={})
+    except ConfigError as exc:
+        assert "s3.url" in str(exc) and "url-secret-93" not in str(exc)
+    else:
+        raise AssertionError("an ftp:// S3 URL was accepted")
