@@ -75,7 +75,17 @@ def _configure_tls(client: paho.Client, mqtt: MqttSettings) -> None:
     key = _check_file(mqtt.key_file, "key_file")
     if bool(cert) != bool(key):
         raise MqttSetupError("mqtt.cert_file and mqtt.key_file must be given together (client certificate)")
-    # ca None -> the system's trusted CAs; hostname checking stays on.
+    # ca None -> the system's trusted CAs; hostname checking stays on. Each file is loaded on its
+    # own first, so an unreadable one is named (ssl's own error says only "PEM lib").
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for what, load in (("ca_file", lambda: ca and context.load_verify_locations(cafile=ca)),
+                       ("cert_file", lambda: cert and context.load_cert_chain(cert, key))):
+        try:
+            load()
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            path = ca if what == "ca_file" else f"{cert} (key {key})"
+            raise MqttSetupError(f"mqtt.{what}: {path} is not a usable PEM file "
+                                 f"({type(exc).__name__}: {exc})") from None
     client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
                    tls_version=ssl.PROTOCOL_TLS_CLIENT)
 

@@ -11,6 +11,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from pipeline.mqtt import make_client
 from pipeline.runner import WatchSession
 from tests.faults_support import ROOT, frame_store, put_scene, write_config
@@ -135,3 +137,22 @@ def test_config_check_never_echoes_credentials_in_the_s3_url(tmp_path):
         assert "s3.url" in str(exc) and "url-secret-93" not in str(exc)
     else:
         raise AssertionError("an ftp:// S3 URL was accepted")
+
+
+def test_a_bad_ca_file_gives_a_clear_error_not_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.config import MqttSettings
+    from pipeline.mqtt import MqttSetupError
+
+    bad = tmp_path / "ca.crt"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    with pytest.raises(MqttSetupError, match=f"mqtt.ca_file: {bad}"):
+        make_client(MqttSettings(url="mqtts://localhost:8883", ca_file=bad), "c1")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"mqtt: {{url: 'mqtts://localhost:8883', ca_file: '{bad}'}}\n")
+    result = CliRunner().invoke(app, ["alerts", "--config", str(cfg)])
+    assert result.exit_code == 2, result.output
+    assert "mqtt.ca_file" in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from pipeline.cli._common import CONFIG_OPTION, config_or_exit
+from pipeline.mqtt import MqttSetupError
 from pipeline.prefect_env import prepare_prefect_env
 from pipeline.statelock import StateDirLocked
 
@@ -42,6 +43,9 @@ def watch_command(
     except StateDirLocked as exc:  # another worker runs on this state dir
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except MqttSetupError as exc:  # e.g. a CA file that is no PEM: the config must change
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - say plainly when it is Prefect's API that went away
         if prefect_api_reachable() is False:
             typer.echo(f"error: the Prefect API is unreachable ({type(exc).__name__}); alerts already "
