@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: PUBACK reason codes that mean "not now" rather than "never": Server busy, Quota exceeded.
 _RETRYABLE = {0x89, 0x97}
+#: Warn when the oldest message in flight has waited this long for its PUBACK.
+PUBACK_WARN_S = 30.0
 
 
 def _utc_now() -> str:
@@ -56,7 +58,8 @@ class MqttPublisher:
 
     def __init__(self, mqtt: MqttSettings, store: StateStore, worker_name: str, *, window: int = 100,
                  client_id: str | None = None, reconnect_min_s: float = 1.0,
-                 reconnect_max_s: float = 30.0, connect_wait_s: float = 0.5) -> None:
+                 reconnect_max_s: float = 30.0, connect_wait_s: float = 0.5,
+                 puback_warn_s: float = PUBACK_WARN_S) -> None:
         if not full_match(NAME, worker_name):
             raise ValueError(f"worker name {worker_name!r} may only hold A-Z a-z 0-9 _ - (1-64 chars)")
         if window < 1:
@@ -66,6 +69,9 @@ class MqttPublisher:
         self.worker_name = worker_name
         self.window = window
         self.connect_wait_s = connect_wait_s
+        self.puback_warn_s = puback_warn_s
+        self._sent_at: dict[int, float] = {}  # paho mid -> when the row was handed to paho
+        self._puback_late_since: float | None = None  # set while the warning below stands
         self.client_id = client_id or mqtt.client_id or f"citywatch-pub-{worker_name}"
         self.status_topic = f"{mqtt.topic_prefix}/workers/{worker_name}/status"
         self._client = make_client(mqtt, self.client_id, clean_start=False, max_inflight=window,
@@ -145,6 +151,7 @@ class MqttPublisher:
             return
         self._outage_logged = False
         self._disconnected.clear()
+        self._sent_at.update(dict.fromkeys(list(self._sent_at), time.monotonic()))  # resent now: wait anew
         self._receive_maximum = min(self.window, getattr(properties, "ReceiveMaximum", self.window) or self.window)
         log.info("MQTT connected to %s as %s (session present: %s)", safe_url(self.mqtt),
                  self.client_id, flags.session_present)
@@ -200,6 +207,7 @@ class MqttPublisher:
         done: list[int] = []
         for mid, reason in items:
             row = self._inflight.pop(mid, None)
+            self._sent_at.pop(mid, None)
             if row is None:
                 continue  # a status message, or a row already settled
             if isinstance(reason, paho.ReasonCode) and reason.is_failure:
@@ -214,13 +222,27 @@ class MqttPublisher:
             else:
                 done.append(row.id)
         self.store.delete(done)
+        if items and self._puback_late_since is not None:
+            log.info("MQTT broker %s acknowledges again (PUBACKs were missing for %.0f s)", safe_url(self.mqtt),
+                     time.monotonic() - self._puback_late_since)
+            self._puback_late_since = None
         return len(done)
+
+    def _warn_if_pubacks_late(self) -> None:
+        """One warning while the oldest message in flight waits longer than ``puback_warn_s``."""
+        waited = time.monotonic() - min(self._sent_at.values(), default=time.monotonic())
+        if self._puback_late_since is None and waited >= self.puback_warn_s:
+            self._puback_late_since = time.monotonic() - waited
+            log.warning("MQTT broker %s has not acknowledged %d message(s) for %.0f s although connected; "
+                        "they stay in the outbox (a stalled or overloaded broker?)", safe_url(self.mqtt),
+                        len(self._inflight), waited)
 
     def _publish_row(self, row: OutboxRow) -> None:
         info = self._client.publish(row.topic, row.payload, qos=max(1, row.qos), retain=row.retain)
         if info.rc in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             # NO_CONN: paho keeps the message and sends it after reconnecting.
             self._inflight[info.mid] = row
+            self._sent_at[info.mid] = time.monotonic()
         else:
             log.error("cannot publish outbox message %d to %s: %s; moved to dead letters",
                       row.id, row.topic, reason_text(info.rc))
@@ -263,6 +285,7 @@ class MqttPublisher:
                 try:
                     first = self._acks.get(timeout=min(remaining, 0.2))
                 except queue.Empty:
+                    self._warn_if_pubacks_late()
                     continue
                 acked += self._settle_acks(first)
 

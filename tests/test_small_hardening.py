@@ -4,6 +4,7 @@ clear error for a bad CA file, a warning when PUBACKs stop, and JPEGs with bytes
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -156,3 +157,31 @@ def test_a_bad_ca_file_gives_a_clear_error_not_a_traceback(tmp_path):
     assert result.exit_code == 2, result.output
     assert "mqtt.ca_file" in result.output and "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_warning_is_logged_when_pubacks_stop_coming_and_a_note_when_they_return(
+        mosquitto_factory, tmp_path, caplog):
+    import signal
+
+    from pipeline.config import MqttSettings
+    from pipeline.publisher import MqttPublisher
+    from pipeline.state import OutboxMessage, StateStore
+
+    broker = mosquitto_factory()
+    store = StateStore(tmp_path / "s.db")
+    pub = MqttPublisher(MqttSettings(url=broker.url, topic_prefix="cwpuback"), store, "w-puback",
+                        client_id=f"p-{uuid.uuid4().hex[:8]}", puback_warn_s=1.0).start()
+    caplog.set_level(logging.INFO, logger="pipeline.publisher")
+    try:
+        assert pub.wait_connected(5)
+        broker.proc.send_signal(signal.SIGSTOP)  # the connection stays up; nothing is acknowledged
+        try:
+            store.enqueue([OutboxMessage(f"cwpuback/alerts/fire/cam-{i}", b"x") for i in range(3)])
+            assert pub.flush(2.5) == 0
+        finally:
+            broker.proc.send_signal(signal.SIGCONT)
+        assert "has not acknowledged 3 message(s) for 1 s" in caplog.text
+        assert pub.flush(5) == 3 and store.outbox_size() == 0
+        assert "acknowledges again" in caplog.text
+    finally:
+        pub.stop()
