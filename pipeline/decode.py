@@ -48,12 +48,10 @@ def _describe_non_jpeg(data: bytes) -> str:
     return f"not a JPEG: it starts with bytes {head[:8].hex(' ')}, not ff d8 ff"
 
 
-def jpeg_dimensions(data: bytes) -> tuple[int, int]:
-    """Width and height from the JPEG frame header (SOFn), read without decoding any pixels.
-
-    Raises :class:`BadFrame` when the marker segments are malformed or no frame header comes
-    before the scan data.
-    """
+def _segments(data: bytes):
+    """``(marker, offset of its length field, length)`` of each marker segment after SOI, up to and
+    including the first SOS; stops quietly where the data ends. Raises :class:`BadFrame` for
+    malformed markers."""
     pos, n = 2, len(data)
     while pos < n:
         if data[pos] != 0xFF:
@@ -61,18 +59,31 @@ def jpeg_dimensions(data: bytes) -> tuple[int, int]:
         while pos < n and data[pos] == 0xFF:  # fill bytes before a marker are legal
             pos += 1
         if pos >= n:
-            break
+            return
         marker = data[pos]
         pos += 1
         if marker in _STANDALONE:
             continue
         if pos + 2 > n:
-            break
+            return
         length = int.from_bytes(data[pos:pos + 2], "big")
         if length < 2:
             raise BadFrame(f"corrupt JPEG: segment {marker:#04x} at byte {pos - 2} has length {length}")
+        yield marker, pos, length
+        if marker == _SOS:
+            return
+        pos += length
+
+
+def jpeg_dimensions(data: bytes) -> tuple[int, int]:
+    """Width and height from the JPEG frame header (SOFn), read without decoding any pixels.
+
+    Raises :class:`BadFrame` when the marker segments are malformed or no frame header comes
+    before the scan data.
+    """
+    for marker, pos, _ in _segments(data):
         if marker in _SOF_MARKERS:
-            if pos + 7 > n:
+            if pos + 7 > len(data):
                 break
             height = int.from_bytes(data[pos + 3:pos + 5], "big")
             width = int.from_bytes(data[pos + 5:pos + 7], "big")
@@ -81,8 +92,15 @@ def jpeg_dimensions(data: bytes) -> tuple[int, int]:
             return width, height
         if marker == _SOS:
             raise BadFrame("corrupt JPEG: scan data starts before any frame header (SOF)")
-        pos += length
-    raise BadFrame(f"truncated JPEG: no frame header (SOF) in its {n} bytes")
+    raise BadFrame(f"truncated JPEG: no frame header (SOF) in its {len(data)} bytes")
+
+
+def _has_end_of_image(data: bytes) -> bool:
+    """Whether an end-of-image marker follows the first scan's start. Bytes after it (padding,
+    a camera's metadata trailer) are fine; an EOI inside an APP segment (an EXIF thumbnail's)
+    does not count, so a frame cut off in its scan data is still found truncated."""
+    scan = next((pos for marker, pos, _ in _segments(data) if marker == _SOS), None)
+    return scan is not None and data.find(_EOI, scan) != -1
 
 
 def reduction_for(width: int, max_width: int | None) -> int:
@@ -111,7 +129,7 @@ def decode_frame(data: bytes, *, max_pixels: int, max_width: int | None = None) 
             f"decompression bomb refused: header says {width}x{height} = {width * height / 1e6:.1f} Mpx, "
             f"more than max_pixels={max_pixels}"
         )
-    if not data.rstrip(b"\x00").endswith(_EOI):
+    if not _has_end_of_image(data):
         raise BadFrame(f"truncated JPEG: {len(data)} bytes and no end-of-image marker (ff d9)")
     factor = reduction_for(width, max_width)
     flag = dict(_REDUCED_FLAGS).get(factor, cv2.IMREAD_COLOR)

@@ -185,3 +185,29 @@ def test_a_warning_is_logged_when_pubacks_stop_coming_and_a_note_when_they_retur
         assert "acknowledges again" in caplog.text
     finally:
         pub.stop()
+
+
+def _with_exif_thumbnail(jpeg: bytes) -> bytes:
+    """``jpeg`` with an APP1 segment holding a whole small JPEG (its own ff d9 before the scan)."""
+    import cv2
+    import numpy as np
+
+    thumb = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes()
+    body = b"Exif\x00\x00" + thumb
+    return jpeg[:2] + b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]
+
+
+@pytest.mark.parametrize("trailer", [b"\x00" * 64, b"\xff" * 64, b"camera-metadata:v=2;" * 40,
+                                     b"\xff\xd8\xff\xe0 a second, broken image"])
+def test_bytes_after_the_end_of_image_marker_are_accepted(trailer):
+    from pipeline.decode import BadFrame, decode_frame
+    from sample_media import load_scene
+
+    jpeg = load_scene("fire")[0][1]
+    reference = decode_frame(jpeg, max_pixels=4_000_000)
+    for data in (jpeg + trailer, _with_exif_thumbnail(jpeg) + trailer):
+        image = decode_frame(data, max_pixels=4_000_000)
+        assert image.shape == reference.shape and abs(int(image.mean()) - int(reference.mean())) <= 1
+    for cut in (_with_exif_thumbnail(jpeg)[: len(jpeg) // 2], jpeg[: len(jpeg) // 2] + b"\x00" * 64):
+        with pytest.raises(BadFrame, match="truncated JPEG"):  # a thumbnail's ff d9 is no end of image
+            decode_frame(cut, max_pixels=4_000_000)
