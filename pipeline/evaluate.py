@@ -5,11 +5,15 @@ ingest reader (a still replayed for :data:`STILL_SECONDS`), JPEG-encoded like ``
 decoded straight to the detectors' width like the worker, fed to a fresh :class:`~pipeline.analysis.FrameAnalyzer`.
 A clip is *alarmed* for a type when an incident of that type starts; for ``fire`` a smoke incident
 counts too (many fires show smoke first); fire-only / smoke-only rows are reported beside it.
+
+``folds="none"`` runs every media with one analyzer factory (by default the shipped one: an
+in-sample figure when its models were fitted on this footage). ``folds="source"`` holds out each
+source (first path component) in turn: a :class:`Trainer` fits on the other sources' rows and the
+held-out media run with what it returns.
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,81 +21,24 @@ from typing import Any, Callable, Iterator, Literal, Protocol
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.config import AlertSettings, CameraConfig, WorkerSettings, format_validation_error
+from pipeline.config import AlertSettings, CameraConfig, CameraDetectors, WorkerSettings
 from pipeline.decode import BadFrame
-from pipeline.ingest import IMAGE_SUFFIXES, IngestError, open_source
+from pipeline.evaluate_labels import (HEADLINE, TASKS, EvaluationError, LabeledMedia, parse_onset,
+                                      read_labels, truth)
+from pipeline.evaluate_results import LEVEL_RANK, Score, evaluation_json, score, traffic_confusion
+from pipeline.ingest import IngestError, open_source
 from pipeline.worker import decode_for_analysis  # the worker's decode, so frames match the flow's
+
+__all__ = ["EPOCH", "HEADLINE", "STILL_SECONDS", "TASKS", "AlarmFrame", "Analyzer", "AnalyzerFactory",
+           "Evaluation", "EvaluationError", "LabeledMedia", "MediaResult", "Score", "Trainer",
+           "default_analyzer", "evaluate", "parse_onset", "read_labels", "run_media", "score",
+           "traffic_confusion", "truth"]
 
 STILL_SECONDS = 10.0
 INGEST_JPEG_QUALITY = 90  # what `citywatch ingest` encodes with by default
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: frame times of replayed media start here
-
-
-class EvaluationError(ValueError):
-    """A labels file that cannot be evaluated; the message names the file, line and column."""
-
-
-class LabeledMedia(BaseModel):
-    """One row of the labels file (only the columns evaluation needs)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    path: str
-    fire: Literal["pos", "neg", "neg_tricky", "ambiguous"]
-    flood: Literal["pos", "neg", "neg_tricky", "ambiguous"]
-    traffic: Literal["congested", "medium", "free", "empty", "na"]
-    line: int = 0
-
-    @property
-    def is_still(self) -> bool:
-        return Path(self.path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def read_labels(path: Path) -> list[LabeledMedia]:
-    """Parse and validate a labels CSV; raises :class:`EvaluationError` naming what is wrong."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise EvaluationError(f"labels file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"labels file {path} cannot be read: {exc}") from None
-    reader = csv.DictReader(text.splitlines())
-    missing = {"path", "fire", "flood", "traffic"} - set(reader.fieldnames or [])
-    if missing:
-        raise EvaluationError(f"{path}: header lacks column(s) {sorted(missing)} (has {reader.fieldnames})")
-    rows = []
-    for row in reader:
-        try:
-            rows.append(LabeledMedia.model_validate({**row, "line": reader.line_num}))
-        except ValidationError as exc:
-            raise EvaluationError(f"{path}:{reader.line_num}: {format_validation_error(exc)}") from None
-    if not rows:
-        raise EvaluationError(f"{path} lists no media")
-    return rows
-
-
-def truth(media: LabeledMedia, task: str) -> bool | None:
-    """Whether ``media`` is a positive (True) or negative (False) for ``task``; None = left out."""
-    if task == "congestion":
-        return {"congested": True, "free": False, "empty": False}.get(media.traffic)
-    if task == "congestion_medium":
-        return True if media.traffic == "medium" else None
-    label = media.flood if task == "flood" else media.fire
-    return {"pos": True, "neg": False, "neg_tricky": False}.get(label)
-
-
-#: Reported task -> incident types whose start alarms it. The first three are the headline.
-TASKS: dict[str, tuple[str, ...]] = {
-    "fire": ("fire", "smoke"),
-    "flood": ("flood",),
-    "congestion": ("congestion",),
-    "fire_only": ("fire",),
-    "smoke_only": ("smoke",),
-    "congestion_medium": ("congestion",),
-}
-HEADLINE = ("fire", "flood", "congestion")
+IN_SAMPLE = "in-sample"
 
 
 class Analyzer(Protocol):
@@ -99,6 +46,13 @@ class Analyzer(Protocol):
 
 
 AnalyzerFactory = Callable[[CameraConfig, AlertSettings], Analyzer]
+
+
+class Trainer(Protocol):
+    """Fits whatever the analyzer learns on ``train`` (media paths relative to ``root``) and
+    returns the factory that builds analyzers using it."""
+
+    def __call__(self, train: list[LabeledMedia], root: Path) -> AnalyzerFactory: ...
 
 
 def default_analyzer(camera: CameraConfig, alerts: AlertSettings) -> Analyzer:
@@ -109,10 +63,21 @@ def default_analyzer(camera: CameraConfig, alerts: AlertSettings) -> Analyzer:
 
 
 @dataclass
+class AlarmFrame:
+    """The frame (as the detectors saw it) on which the media's first incident started, and the
+    normalized ``(x, y, w, h)`` boxes of each type that started on it."""
+
+    t_s: float
+    image: np.ndarray
+    boxes: dict[str, tuple[tuple[float, float, float, float], ...]]
+
+
+@dataclass
 class MediaResult:
     """What happened to one media file: its frames and the first start of each incident type."""
 
     media: LabeledMedia
+    fold: str = IN_SAMPLE  # "in-sample" or the held-out source whose fold ran it
     frames: int = 0
     footage_s: float = 0.0
     process_s: float = 0.0  # worker-side work: reduced decode + detectors + alert policy
@@ -120,12 +85,24 @@ class MediaResult:
     first_start_s: dict[str, float] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
     judged: set[str] = field(default_factory=set)  # finding types that were ready at least once
+    max_confidence: dict[str, float] = field(default_factory=dict)  # over all findings of a type
+    predicted_traffic: str = "not judged"  # heavy / medium / free / not judged
+    alarm_frame: AlarmFrame | None = None
     error: str | None = None
+
+    @property
+    def source(self) -> str:
+        return self.media.source
 
     def alarm_s(self, task: str) -> float | None:
         """Seconds of footage to the first alarm of ``task``; None if it never alarmed."""
         times = [self.first_start_s[t] for t in TASKS[task] if t in self.first_start_s]
         return min(times) if times else None
+
+    def tta_s(self, task: str) -> float | None:
+        """Time to alert: the first alarm of ``task`` minus the labelled onset (0 when none given)."""
+        alarm = self.alarm_s(task)
+        return None if alarm is None else round(alarm - (self.media.onset_s or 0.0), 3)
 
 
 def media_frames(path: Path, fps: float, still: bool) -> Iterator[tuple[float, np.ndarray]]:
@@ -144,17 +121,47 @@ def as_camera_sends_it(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _observe(result: MediaResult, frame: np.ndarray, findings: list[Any], events: list[Any]) -> str | None:
+    """Fold one frame's findings and events into ``result``; returns the highest congestion level
+    an incident started with or was updated to on this frame."""
+    for f in findings:
+        if getattr(f, "ready", True):
+            result.judged.add(f.type)
+        conf = float(getattr(f, "confidence", 0.0))
+        result.max_confidence[f.type] = max(result.max_confidence.get(f.type, conf), conf)
+    level = None
+    started: dict[str, tuple] = {}
+    for event in events:
+        if event.type == "congestion" and event.state in ("start", "update") and event.level in LEVEL_RANK:
+            level = max(level or event.level, event.level, key=LEVEL_RANK.__getitem__)
+        if event.state == "start":
+            result.starts[event.type] = result.starts.get(event.type, 0) + 1
+            result.first_start_s.setdefault(event.type, round(event.frame_ts - EPOCH, 3))
+            boxes = tuple(getattr(event, "boxes", ()) or ())
+            if not boxes:  # the event carries its finding's boxes; fall back to this frame's finding
+                boxes = next((tuple(f.boxes) for f in findings if f.type == event.type), ())
+            started[event.type] = boxes
+    if started and result.alarm_frame is None:
+        t = round(events[0].frame_ts - EPOCH, 3)
+        result.alarm_frame = AlarmFrame(t, frame.copy(), started)
+    return level
+
+
 def run_media(media: LabeledMedia, root: Path, fps: float, index: int,
-              factory: AnalyzerFactory = default_analyzer, alerts: AlertSettings | None = None) -> MediaResult:
-    """Replay one media file through a fresh analyzer; errors are recorded, not raised."""
-    result = MediaResult(media)
+              factory: AnalyzerFactory = default_analyzer, alerts: AlertSettings | None = None, *,
+              detectors: CameraDetectors | None = None, fold: str = IN_SAMPLE) -> MediaResult:
+    """Replay one media file through a fresh analyzer; errors are recorded, not raised.
+    ``detectors`` are the synthetic camera's detector settings (default: the built-in ones)."""
+    result = MediaResult(media, fold=fold)
     alerts = alerts or AlertSettings()
-    camera = CameraConfig(id=f"eval-{index:04d}", name=media.path[-200:], fps=fps)
+    camera = CameraConfig(id=f"eval-{index:04d}", name=media.path[-200:], fps=fps,
+                          detectors=detectors or CameraDetectors())
     max_pixels = WorkerSettings().max_frame_pixels
     path = root / media.path
     if not path.exists():
         result.error = "file not found"
         return result
+    level: str | None = None
     try:
         analyzer = factory(camera, alerts)
         last_t = 0.0
@@ -165,85 +172,38 @@ def run_media(media: LabeledMedia, root: Path, fps: float, index: int,
             decoded = time.perf_counter()
             findings, events = analyzer.analyze(frame, EPOCH + t)
             done = time.perf_counter()
-            result.judged.update(f.type for f in findings if getattr(f, "ready", True))
             result.process_s += done - began
             result.analyze_s += done - decoded
             result.frames += 1
             last_t = t
-            for event in events:
-                if event.state == "start":
-                    result.starts[event.type] = result.starts.get(event.type, 0) + 1
-                    result.first_start_s.setdefault(event.type, round(event.frame_ts - EPOCH, 3))
+            seen = _observe(result, frame, findings, events)
+            if seen is not None:
+                level = max(level or seen, seen, key=LEVEL_RANK.__getitem__)
         result.footage_s = last_t + 1.0 / fps if result.frames else 0.0
     except (IngestError, BadFrame, cv2.error) as exc:
         result.error = f"unreadable: {exc}"
     if result.frames == 0 and result.error is None:
         result.error = "unreadable: no frame could be decoded"
+    result.predicted_traffic = level or ("free" if "congestion" in result.judged else "not judged")
     return result
-
-
-@dataclass(frozen=True)
-class Score:
-    """Clip-level confusion counts and the derived rates for one task over some media."""
-
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    ttd_s: tuple[float, ...]  # time to first alarm of each true positive
-    unjudged: int = 0  # of the counted media, those where the detector never said it could judge
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-    @property
-    def accuracy(self) -> float:
-        n = self.tp + self.fp + self.fn + self.tn
-        return (self.tp + self.tn) / n if n else 0.0
-
-    def ttd(self, q: float) -> float | None:
-        return round(float(np.percentile(self.ttd_s, q)), 3) if self.ttd_s else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn,
-                "precision": round(self.precision, 4), "recall": round(self.recall, 4),
-                "accuracy": round(self.accuracy, 4), "median_ttd_s": self.ttd(50), "p90_ttd_s": self.ttd(90)}
-
-
-def score(results: list[MediaResult], task: str) -> Score:
-    """Clip-level TP/FP/FN/TN of ``task`` over the readable media that have a label for it."""
-    tp = fp = fn = tn = unjudged = 0
-    ttd: list[float] = []
-    for r in results:
-        label = truth(r.media, task)
-        if r.error or label is None:
-            continue
-        unjudged += not r.judged.intersection(TASKS[task])
-        alarm = r.alarm_s(task)
-        if label and alarm is not None:
-            tp += 1
-            ttd.append(alarm)
-        elif label:
-            fn += 1
-        elif alarm is not None:
-            fp += 1
-        else:
-            tn += 1
-    return Score(tp, fp, fn, tn, tuple(ttd), unjudged)
 
 
 @dataclass
 class Evaluation:
-    """The results of one evaluation run."""
+    """The results of one evaluation run (in labels order)."""
 
     results: list[MediaResult]
     fps: float
     wall_s: float
+    folds: Literal["none", "source"] = "none"
+    held_out: tuple[str, ...] = ()  # the sources, one fold each, when folds == "source"
+
+    @property
+    def mode(self) -> str:
+        """How the analyzers were made: what a reader must know before trusting the numbers."""
+        if self.folds == "source":
+            return f"leave-one-source-out: {len(self.held_out)} folds"
+        return "in-sample: shipped models"
 
     @property
     def evaluated(self) -> list[MediaResult]:
@@ -275,27 +235,64 @@ class Evaluation:
         return self.frames / busy if busy else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document: the three headline tasks over all media, frames, frames/s."""
-        out: dict[str, Any] = {task: score(self.evaluated, task).as_dict() for task in HEADLINE}
-        out["frames"] = self.frames
-        out["frames_per_s"] = round(self.frames_per_s, 2)
-        return out
+        """The ``--json`` document: the three headline tasks over all media, frames, frames/s, the
+        fold mode, the traffic confusion table and one entry per media."""
+        return evaluation_json(self)
+
+
+def _fold_factories(rows: list[LabeledMedia], root: Path, trainer: Trainer,
+                    on_fold: Callable[[str, int, int], None] | None) -> Iterator[tuple[str, AnalyzerFactory]]:
+    """``(held-out source, factory trained without it)`` per source, in labels order."""
+    sources = list(dict.fromkeys(m.source for m in rows))
+    if len(sources) < 2:
+        raise EvaluationError(f"leave-one-source-out folds need at least 2 sources, the labels list {len(sources)}")
+    for k, source in enumerate(sources):
+        if on_fold:
+            on_fold(source, k + 1, len(sources))
+        try:
+            make = trainer([m for m in rows if m.source != source], root)
+        except ValueError as exc:
+            raise EvaluationError(f"training the fold without {source} failed: {exc}") from None
+        yield source, make
 
 
 def evaluate(labels: Path, root: Path | None = None, fps: float = 2.0, *,
              factory: AnalyzerFactory = default_analyzer, alerts: AlertSettings | None = None,
-             on_media: Callable[[int, int, MediaResult], None] | None = None) -> Evaluation:
-    """Run every media file of ``labels`` (paths relative to ``root``, default the labels' folder)."""
+             detectors: CameraDetectors | None = None, trainer: Trainer | None = None,
+             folds: Literal["none", "source"] = "none",
+             on_media: Callable[[int, int, MediaResult], None] | None = None,
+             on_fold: Callable[[str, int, int], None] | None = None) -> Evaluation:
+    """Run every media file of ``labels`` (paths relative to ``root``, default the labels' folder).
+
+    ``folds="none"``: every media runs with ``factory``. ``folds="source"``: for each source S in
+    labels order, ``trainer(rows not from S, root)`` gives the factory S's media run with."""
     if not 0 < fps <= 30:
         raise EvaluationError(f"fps must be > 0 and <= 30, got {fps:g}")
+    if folds not in ("none", "source"):
+        raise EvaluationError(f"folds must be 'none' or 'source', got {folds!r}")
     rows = read_labels(labels)
     root = Path(root) if root is not None else Path(labels).resolve().parent
     if not root.is_dir():
         raise EvaluationError(f"media root {root} is not a folder")
     began = time.perf_counter()
-    results = []
-    for i, media in enumerate(rows):
-        results.append(run_media(media, root, fps, i, factory, alerts))
+    results: dict[int, MediaResult] = {}
+
+    def run(i: int, media: LabeledMedia, make: AnalyzerFactory, fold: str) -> None:
+        results[i] = run_media(media, root, fps, i, make, alerts, detectors=detectors, fold=fold)
         if on_media:
-            on_media(i + 1, len(rows), results[-1])
-    return Evaluation(results, fps, time.perf_counter() - began)
+            on_media(len(results), len(rows), results[i])
+
+    held_out: list[str] = []
+    if folds == "none":
+        for i, media in enumerate(rows):
+            run(i, media, factory, IN_SAMPLE)
+    elif trainer is None:
+        raise EvaluationError("leave-one-source-out folds (folds='source') need a trainer to fit each fold's models")
+    else:
+        for source, make in _fold_factories(rows, root, trainer, on_fold):
+            held_out.append(source)
+            for i, media in enumerate(rows):
+                if media.source == source:
+                    run(i, media, make, source)
+    ordered = [results[i] for i in range(len(rows))]
+    return Evaluation(ordered, fps, time.perf_counter() - began, folds, tuple(held_out))

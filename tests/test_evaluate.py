@@ -7,81 +7,18 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from detectors.base import Finding
 from pipeline.cli import app
 from pipeline.evaluate import (EvaluationError, LabeledMedia, evaluate, read_labels, run_media,
                                score, truth)
-from pipeline.incidents import IncidentEvent
+from tests.evaluate_support import ColourAnalyzer, RecordingTrainer, media, sources  # noqa: F401 (fixtures)
 
-GREY, RED, SMOKE, BLUE, GREEN = (90, 90, 90), (0, 0, 220), (215, 215, 215), (220, 60, 0), (0, 220, 0)
-KEYS = {"tp", "fp", "fn", "tn", "precision", "recall", "accuracy", "median_ttd_s", "p90_ttd_s"}
-
-
-class ColourAnalyzer:
-    """Fake analyzer: a frame's mean colour says which event it shows; an incident of that type
-    starts on its second such frame (a debounce), once. Its flood finding never says it is ready."""
-
-    def __init__(self, camera, alerts):
-        self.camera, self.runs, self.started, self.widths = camera, {}, set(), []
-
-    def analyze(self, frame, ts):
-        self.widths.append(frame.shape[1])
-        b, g, r = frame.reshape(-1, 3).mean(axis=0)
-        kind = ("smoke" if min(b, g, r) > 180 else "fire" if r > 150 > g else "flood" if b > 150 > r
-                else "congestion" if g > 150 > r else None)
-        events = []
-        if kind:
-            self.runs[kind] = self.runs.get(kind, 0) + 1
-            if self.runs[kind] == 2 and kind not in self.started:
-                self.started.add(kind)
-                events.append(IncidentEvent(f"{self.camera.id}-{kind}", self.camera.id, kind, "start", 1,
-                                            "moderate", 0.9, frame_ts=ts, started_ts=ts))
-        findings = [Finding(t, t == kind, ready=t != "flood") for t in ("fire", "smoke", "flood", "congestion")]
-        return findings, events
-
-
-def _video(path: Path, colours: list[tuple[float, tuple]], seconds: float = 4.0, fps: int = 10) -> None:
-    """An MJPG clip whose colour changes at the given times: [(from_s, bgr), ...]."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
-    for i in range(int(seconds * fps)):
-        colour = [c for start, c in colours if i / fps >= start][-1]
-        writer.write(np.full((120, 160, 3), colour, np.uint8))
-    writer.release()
-
-
-def _still(path: Path, colour: tuple, size=(120, 160)) -> None:
-    cv2.imwrite(str(path), np.full(size + (3,), colour, np.uint8))
-
-
-@pytest.fixture
-def media(tmp_path: Path) -> Path:
-    """Twelve labelled media (clips, stills, excluded labels, a missing and a broken file)."""
-    _video(tmp_path / "fire_pos.avi", [(0, GREY), (1.5, RED)])        # fire alarm at 2.0 s
-    _video(tmp_path / "fire_smoke.avi", [(0, GREY), (0.5, SMOKE)])    # smoke alarm at 1.0 s
-    _video(tmp_path / "fire_missed.avi", [(0, GREY)])
-    _still(tmp_path / "neg_false.png", RED)                           # false fire alarm at 0.5 s
-    _still(tmp_path / "neg_ok.jpg", GREY, (720, 1280))
-    _still(tmp_path / "ambiguous.jpg", RED)
-    _still(tmp_path / "flood_pos.jpg", BLUE)
-    _video(tmp_path / "congested.avi", [(0, GREEN)])
-    _video(tmp_path / "free.avi", [(0, GREY)])
-    _video(tmp_path / "medium.avi", [(0, GREEN)])
-    (tmp_path / "broken.mp4").write_bytes(b"this is not a video" * 50)
-    (tmp_path / "labels.csv").write_text(
-        "path,fire,flood,traffic,bytes,description\n"
-        "fire_pos.avi,pos,neg,na,1,a\nfire_smoke.avi,pos,neg,na,1,b\nfire_missed.avi,pos,neg,na,1,c\n"
-        "neg_false.png,neg_tricky,neg,na,1,d\nneg_ok.jpg,neg,neg_tricky,empty,1,e\n"
-        "ambiguous.jpg,ambiguous,neg,na,1,f\nflood_pos.jpg,neg,pos,na,1,g\n"
-        "congested.avi,neg,neg,congested,1,h\nfree.avi,neg,neg,free,1,i\nmedium.avi,neg,neg,medium,1,j\n"
-        "missing.mp4,pos,pos,congested,1,k\nbroken.mp4,neg,neg,free,1,\"with, comma\"\n")
-    return tmp_path
+KEYS = {"tp", "fp", "fn", "tn", "precision", "recall", "accuracy", "median_ttd_s", "p90_ttd_s", "median_tta_s",
+        "p90_tta_s"}
+HEADLINE_KEYS = {"fire", "flood", "congestion", "frames", "frames_per_s"}
 
 
 def test_clip_level_metrics_over_clips_and_stills(media):
@@ -91,12 +28,14 @@ def test_clip_level_metrics_over_clips_and_stills(media):
     assert ev.skipped[1].error.startswith("unreadable")
     assert ev.frames == 6 * 8 + 4 * 20  # 4 s clips sampled at 2/s; stills replayed for 10 s
     out = ev.to_json()
-    assert set(out) == {"fire", "flood", "congestion", "frames", "frames_per_s"}
+    assert set(out) == HEADLINE_KEYS | {"folds", "traffic_confusion", "media"}
     assert all(set(out[t]) == KEYS for t in ("fire", "flood", "congestion"))
     assert out["fire"] == {"tp": 2, "fp": 1, "fn": 1, "tn": 5, "precision": 0.6667, "recall": 0.6667,
-                           "accuracy": 0.7778, "median_ttd_s": 1.5, "p90_ttd_s": 1.9}
+                           "accuracy": 0.7778, "median_ttd_s": 1.5, "p90_ttd_s": 1.9,
+                           "median_tta_s": 1.5, "p90_tta_s": 1.9}  # no onset in the descriptions: TTA = TTD
     assert out["flood"] == {"tp": 1, "fp": 0, "fn": 0, "tn": 9, "precision": 1.0, "recall": 1.0,
-                            "accuracy": 1.0, "median_ttd_s": 0.5, "p90_ttd_s": 0.5}
+                            "accuracy": 1.0, "median_ttd_s": 0.5, "p90_ttd_s": 0.5,
+                            "median_tta_s": 0.5, "p90_tta_s": 0.5}
     assert (out["congestion"]["tp"], out["congestion"]["tn"], out["congestion"]["fp"]) == (1, 2, 0)
     assert out["frames"] == 128 and out["frames_per_s"] > 0
     clips, stills = score(ev.subset("clips"), "fire"), score(ev.subset("stills"), "fire")
@@ -165,7 +104,8 @@ def test_cli_prints_table_and_writes_json(media, tmp_path):
     assert "TTD p50" in result.output and "not judged" in result.output
     assert "skipped" in result.output and "missing.mp4" in result.output
     data = json.loads(out.read_text())
-    assert set(data) == {"fire", "flood", "congestion", "frames", "frames_per_s"}
+    assert HEADLINE_KEYS <= set(data) and [m["path"] for m in data["media"]] == ["neg_ok.jpg", "free.avi", "missing.mp4"]
+    assert "in-sample: shipped models" in result.output and data["folds"]["mode"] == "none"
     assert data["frames"] == 28 and data["fire"]["tn"] == 2
 
 
@@ -178,6 +118,106 @@ def test_cli_errors(media):
     gone.write_text("path,fire,flood,traffic\nnothing_here.jpg,neg,neg,na\n")
     result = CliRunner().invoke(app, ["evaluate", str(gone)])
     assert result.exit_code == 1 and "no media could be evaluated" in result.output
+
+
+def test_source_folds_never_train_on_the_held_out_source(sources):
+    trainer = RecordingTrainer()
+    ev = evaluate(sources / "labels.csv", fps=2.0, trainer=trainer, folds="source")
+    assert trainer.calls == [["beta/grey.jpg", "gamma/grey.jpg", "beta/fire.png"],
+                             ["alpha/fire.png", "alpha/flood.jpg", "gamma/grey.jpg"],
+                             ["alpha/fire.png", "beta/grey.jpg", "alpha/flood.jpg", "beta/fire.png"]]
+    assert ev.held_out == ("alpha", "beta", "gamma") and ev.mode == "leave-one-source-out: 3 folds"
+    assert [(r.media.path, r.source, r.fold) for r in ev.results] == [  # labels order, each by its fold
+        ("alpha/fire.png", "alpha", "alpha"), ("beta/grey.jpg", "beta", "beta"), ("alpha/flood.jpg", "alpha", "alpha"),
+        ("gamma/grey.jpg", "gamma", "gamma"), ("beta/fire.png", "beta", "beta")]
+    assert sorted(trainer.made) == [(1, "alpha/fire.png"), (1, "alpha/flood.jpg"), (2, "beta/fire.png"),
+                                    (2, "beta/grey.jpg"), (3, "gamma/grey.jpg")]
+    out = ev.to_json()
+    assert out["folds"] == {"mode": "source", "description": "leave-one-source-out: 3 folds",
+                            "held_out": ["alpha", "beta", "gamma"]}
+    assert [m["fold"] for m in out["media"]] == ["alpha", "beta", "alpha", "gamma", "beta"]
+    assert (out["fire"]["tp"], out["flood"]["tp"], out["fire"]["tn"]) == (2, 1, 3)
+
+
+def test_in_sample_runs_every_media_with_the_factory(sources):
+    trainer = RecordingTrainer()
+    ev = evaluate(sources / "labels.csv", fps=2.0, factory=ColourAnalyzer, trainer=trainer)
+    assert trainer.calls == [] and {r.fold for r in ev.results} == {"in-sample"}
+    assert ev.mode == "in-sample: shipped models" and ev.to_json()["folds"]["held_out"] == []
+
+
+def test_source_folds_errors(sources, tmp_path):
+    with pytest.raises(EvaluationError, match="need a trainer"):
+        evaluate(sources / "labels.csv", folds="source")
+    one = tmp_path / "one.csv"
+    one.write_text("path,fire,flood,traffic\nalpha/fire.png,pos,neg,na\nalpha/flood.jpg,neg,pos,na\n")
+    with pytest.raises(EvaluationError, match="at least 2 sources"):
+        evaluate(one, root=sources, folds="source", trainer=RecordingTrainer())
+
+    def failing(train, root):
+        raise ValueError("no positives to fit")
+
+    with pytest.raises(EvaluationError, match="without alpha failed: no positives to fit"):
+        evaluate(sources / "labels.csv", folds="source", trainer=failing)
+
+
+def test_json_media_entries(media):
+    entries = {m["path"]: m for m in evaluate(media / "labels.csv", fps=2.0, factory=ColourAnalyzer).to_json()["media"]}
+    assert list(entries)[:2] == ["fire_pos.avi", "fire_smoke.avi"] and len(entries) == 12
+    assert entries["fire_pos.avi"] == {
+        "path": "fire_pos.avi", "source": "fire_pos.avi", "fold": "in-sample",
+        "labels": {"fire": "pos", "flood": "neg", "traffic": "na"}, "frames": 8, "footage_s": 4.0, "error": None,
+        "alarmed": ["fire"], "first_alarm_s": {"fire": 2.0},
+        "max_confidence": {"congestion": 0.1, "fire": 0.8, "flood": 0.1, "smoke": 0.1},
+        "judged": ["congestion", "fire", "smoke"], "predicted_traffic": "free", "onset_s": None,
+        "tta_s": {"fire": 2.0, "flood": None, "congestion": None},
+        "outcome": {"fire": "TP", "flood": "TN", "congestion": None}}
+    missing = entries["missing.mp4"]
+    assert (missing["error"], missing["frames"], missing["predicted_traffic"]) == ("file not found", 0, "not judged")
+    assert missing["outcome"] == {"fire": None, "flood": None, "congestion": None}
+    assert entries["neg_false.png"]["outcome"]["fire"] == "FP" and entries["fire_missed.avi"]["outcome"]["fire"] == "FN"
+
+
+def test_cli_writes_csv_rows_and_html(media, tmp_path, monkeypatch):
+    import functools
+
+    import pipeline.cli.evaluate as cli
+    from pipeline.evaluate_results import EVENT_TYPES, csv_columns
+
+    monkeypatch.setattr(cli, "evaluate", functools.partial(evaluate, factory=ColourAnalyzer))
+    out_csv, out_html = tmp_path / "o" / "media.csv", tmp_path / "o" / "report.html"
+    result = CliRunner().invoke(app, ["evaluate", str(media / "labels.csv"), "--csv", str(out_csv),
+                                      "--html", str(out_html)])
+    assert result.exit_code == 0, result.output
+    with out_csv.open(encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = {row["path"]: row for row in reader}
+    assert reader.fieldnames == csv_columns(list(EVENT_TYPES)) and len(rows) == 12
+    fire = rows["fire_pos.avi"]
+    assert (fire["alarmed"], fire["first_alarm_s_fire"], fire["max_confidence_fire"], fire["tta_s_fire"]) == \
+        ("fire", "2.0", "0.8", "2.0")
+    assert (fire["outcome_fire"], fire["outcome_congestion"], fire["first_alarm_s_flood"]) == ("TP", "", "")
+    assert (fire["judged"], fire["fold"], fire["fire"], fire["frames"]) == ("congestion;fire;smoke", "in-sample", "pos", "8")
+    assert rows["broken.mp4"]["error"].startswith("unreadable") and rows["congested.avi"]["outcome_congestion"] == "TP"
+    assert out_html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_cli_source_folds_use_the_verifier_trainer(sources, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    trainer = RecordingTrainer()
+    monkeypatch.setitem(sys.modules, "pipeline.verifier_fit", types.SimpleNamespace(VerifierTrainer=lambda: trainer))
+    out = tmp_path / "folds.json"
+    result = CliRunner().invoke(app, ["evaluate", str(sources / "labels.csv"), "--folds", "source", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "leave-one-source-out: 3 folds" in result.output and len(trainer.calls) == 3
+    assert json.loads(out.read_text())["folds"]["held_out"] == ["alpha", "beta", "gamma"]
+    monkeypatch.setitem(sys.modules, "pipeline.verifier_fit", None)  # the module is not there: a clear error
+    result = CliRunner().invoke(app, ["evaluate", str(sources / "labels.csv"), "--folds", "source"])
+    assert result.exit_code == 2 and "needs the verifier trainer" in result.output
+    result = CliRunner().invoke(app, ["evaluate", str(sources / "labels.csv"), "--folds", "leave-one-out"])
+    assert result.exit_code == 2
 
 
 def test_sample_scenes_raise_their_events_and_quiet_raises_none():
