@@ -100,9 +100,12 @@ class MediaResult:
         return min(times) if times else None
 
     def tta_s(self, task: str) -> float | None:
-        """Time to alert: the first alarm of ``task`` minus the labelled onset (0 when none given)."""
+        """Time to alert: the first alarm of ``task`` minus the labelled onset (0 when none given);
+        None unless the media is a positive of ``task`` that alarmed (the onset is its event's)."""
         alarm = self.alarm_s(task)
-        return None if alarm is None else round(alarm - (self.media.onset_s or 0.0), 3)
+        if alarm is None or truth(self.media, task) is not True:
+            return None
+        return round(alarm - (self.media.onset_s or 0.0), 3)
 
 
 def media_frames(path: Path, fps: float, still: bool) -> Iterator[tuple[float, np.ndarray]]:

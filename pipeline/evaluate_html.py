@@ -129,7 +129,8 @@ def card(r: MediaResult) -> str:
         got = outcome(r, task)
         if got is None:
             continue
-        when = f", alarm {_fmt(r.alarm_s(task))}, TTA {_fmt(r.tta_s(task))}" if r.alarm_s(task) is not None else ""
+        when = "" if r.alarm_s(task) is None else f", alarm {_fmt(r.alarm_s(task))}"
+        when += "" if r.tta_s(task) is None else f", TTA {_fmt(r.tta_s(task))}"
         chips.append(f'<span class="chip {got}">{_e(task)}: {_OUTCOME_TEXT[got]}{when}</span>')
     parts.append(f"<div>{''.join(chips) or 'no headline label'}</div>")
     alarms = ", ".join(f"{_e(t)} at {s:.1f} s" for t, s in sorted(r.first_start_s.items(), key=lambda kv: kv[1]))

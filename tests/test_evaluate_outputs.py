@@ -67,12 +67,14 @@ def test_time_to_alert_counts_from_the_labelled_onset(media):
         "fire_smoke.avi,pos,neg,na,10,smoke from frame 4\n"     # onset 0.4 s, alarm 1.0 s -> 0.6
         "flood_pos.jpg,neg,pos,na,-,water from frame 0\n"       # alarm 0.5 s -> 0.5
         "congested.avi,neg,neg,congested,10,queue from 2 s\n"   # alarm 0.5 s, before the onset -> -1.5
-        "medium.avi,neg,neg,medium,10,\n")                       # no onset: TTA = TTD
+        "medium.avi,neg,neg,medium,10,\n"                        # no congestion positive: no TTA
+        "neg_false.png,neg_tricky,neg,na,-,from 0.2 s\n")          # a false alarm has no TTA
     ev = evaluate(media / "tta.csv", fps=2.0, factory=ColourAnalyzer)
     tta = {r.media.path: {t: r.tta_s(t) for t in ("fire", "flood", "congestion")} for r in ev.results}
     assert tta["fire_pos.avi"]["fire"] == 0.5 and tta["fire_smoke.avi"]["fire"] == 0.6
     assert tta["flood_pos.jpg"] == {"fire": None, "flood": 0.5, "congestion": None}
-    assert tta["congested.avi"]["congestion"] == -1.5 and tta["medium.avi"]["congestion"] == 0.5
+    assert tta["congested.avi"]["congestion"] == -1.5 and tta["medium.avi"]["congestion"] is None
+    assert tta["neg_false.png"]["fire"] is None and ev.results[-1].alarm_s("fire") == 0.5
     fire = score(ev.results, "fire")
     assert fire.ttd_s == (2.0, 1.0) and fire.tta_s == (0.5, 0.6)
     assert (fire.tta(50), fire.tta(90)) == (0.55, 0.59)
