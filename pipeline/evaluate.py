@@ -6,10 +6,9 @@ decoded straight to the detectors' width like the worker, fed to a fresh :class:
 A clip is *alarmed* for a type when an incident of that type starts; for ``fire`` a smoke incident
 counts too (many fires show smoke first); fire-only / smoke-only rows are reported beside it.
 
-``folds="none"`` runs every media with one analyzer factory (by default the shipped one: an
-in-sample figure when its models were fitted on this footage). ``folds="source"`` holds out each
-source (first path component) in turn: a :class:`Trainer` fits on the other sources' rows and the
-held-out media run with what it returns.
+``folds="none"`` runs every media with one analyzer factory (default: the shipped one, in-sample
+where its models were fitted on this footage); ``folds="source"`` holds out each source (first path
+component) in turn: a :class:`Trainer` fits on the others' rows, the held-out media run with that.
 """
 
 from __future__ import annotations
