@@ -47,6 +47,9 @@ class FireSettings(DetectorSettings):
     static_scenes: bool = Field(
         True, description="Judge static scenes (replayed stills, frozen streams) with the "
                           "conservative single-frame flame test instead of reporting them not ready")
+    verify: bool = Field(
+        True, description="Confirm fire with the learned appearance model (detectors.verifier); "
+                          "off = the classical cues alone decide")
 
 
 class SmokeSettings(DetectorSettings):

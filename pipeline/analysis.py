@@ -16,8 +16,10 @@ from detectors.congestion import CongestionDetector
 from detectors.fire import FireDetector
 from detectors.flood import FloodDetector
 from detectors.obstruction import ObstructionDetector
+from detectors.verifier import FireVerifier
 from pipeline.config import AlertSettings, CameraConfig
 from pipeline.incidents import IncidentEvent, IncidentTracker
+from pipeline.verifier_models import build_verifiers
 
 
 def build_detectors(camera: CameraConfig) -> list[Detector]:
@@ -44,9 +46,11 @@ class FrameAnalyzer:
     """Detectors and incident tracker of one camera; feed frames in time order."""
 
     def __init__(self, camera: CameraConfig, alerts: AlertSettings,
-                 tracker_state: dict[str, Any] | None = None) -> None:
+                 tracker_state: dict[str, Any] | None = None,
+                 verifiers: list[FireVerifier] | None = None) -> None:
         self.camera = camera
         self.detectors = build_detectors(camera)
+        self.verifiers = build_verifiers(camera) if verifiers is None else verifiers
         self._muted = _disabled_types(camera)
         if tracker_state:
             self.tracker = IncidentTracker.from_state(camera.id, alerts, tracker_state)
@@ -59,6 +63,8 @@ class FrameAnalyzer:
         findings: list[Finding] = []
         for detector in self.detectors:
             findings.extend(f for f in detector.detect(frame, ts) if f.type not in self._muted)
+        for verifier in self.verifiers:
+            findings = verifier.verify(frame, ts, findings)
         self.frames += 1
         return findings
 
