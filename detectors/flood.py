@@ -13,7 +13,11 @@ frames (day/night switch, IR mode, camera moved) drops the reference and starts 
 
 Calm puddles that mirror a blue sky (brighter than the ground, bluer than their own rim,
 glass-smooth, flat, see ``flood_mirror``; searched at most every 4 s) are unambiguous water,
-so a smaller share of the road (``min_puddle_pct``) raises the flag. Against a mature dry
+so a smaller share of the road (``min_puddle_pct``) raises the flag.
+
+A cold start (no mature dry reference: a still, a new camera, a re-baselined scene) has nothing to
+compare against, and from one picture fog, sky, smooth asphalt and water look alike: there the
+evidence must reach ``cold_start_factor`` times the thresholds. Against a mature dry
 reference they must be new (the reference also keeps where puddles lie in dry frames), so a
 permanent pond in view stops counting once the reference has learnt it; while no reference is
 mature (stills, the first ~10 s) puddle evidence does not hold the warm-up back.
@@ -84,6 +88,11 @@ class FloodSettings(DetectorSettings):
         description="Mean thumbnail difference (in brightness std units) that counts as a new scene",
     )
     working_width: int = Field(320, ge=80, le=1280, description="Width (px) the detector works at")
+    cold_start_factor: float = Field(
+        2.0, ge=1.0, le=10.0,
+        description="Until the dry reference is mature (stills, a new camera, a re-baselined scene) "
+                    "the water evidence must reach this many times the thresholds: without a dry "
+                    "view of the road, sky, fog, smooth asphalt and water look alike")
 
 
 class FloodDetector:
@@ -224,6 +233,8 @@ class FloodDetector:
         flooded = float(np.count_nonzero(water)) / usable_px
         puddled = float(np.count_nonzero(puddles)) / usable_px
         evidence = max(flooded / self.threshold, puddled / self.puddle_threshold)  # 1.0 = at threshold
+        if not mature:
+            evidence /= self.settings.cold_start_factor
 
         alpha = self._smoothing_weight(ts)
         self._score = evidence if self._score is None else self._score + alpha * (evidence - self._score)

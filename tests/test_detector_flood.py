@@ -406,12 +406,23 @@ def test_fires_on_the_sample_media_flood_scene_and_not_on_quiet():
 # Real footage: the per-clip outcome reached with default settings at 2 frames/s.
 # Flooding_PondInRoad is found by the sky-mirror cue (calm puddles, ~2.5 % of the lower frame);
 # it is lost when the 800 px still is decoded at 1/4 (200 px wide: puddles too small to verify).
+# Flooding_01 (Canal, ~27 % of the road looks like water) no longer alarms since a cold start needs
+# twice the evidence (cold_start_factor): the same bar removed fog, clouds and dry roads at cold start.
 FLOOD_ALARMED = {
     "lifeline_lagosflood/vi_canoes_after_rain.mp4",
     "lifeline_lagosflood/ajah_flood.mp4",
     "lifeline_lagosflood/third_mainland_oworo_flooded.mp4",
-    "floodcamml_nc12/Flooding_01_2020-09-22 18_05_32.694653-Canal.jpg",
     "floodcamml_nc12/Flooding_PondInRoad_2020-09-22 17_45_29.104026-Ocracoke.jpg",
+}
+# Known false alarms of the second footage round (issue 13): burning scenes whose smoke and glare
+# re-baseline the view and then read as smooth water, and a fog bank. Listed so that any change
+# (a new false alarm, or one of these fixed) shows up here.
+FLOOD_ALARMED |= {
+    "teerapongp_fireforest/Video3.mp4",
+    "huynhbaoking112_fire_dl/fire3.mp4",
+    "jhnsxo_homepage/background.mp4",
+    "jhnsxo_homepage/fog.mp4",
+    "nguyentrung_home_security/test_fire.mp4",
 }
 
 
