@@ -3,7 +3,9 @@
 The flow only sequences tasks; all the work is in :mod:`pipeline.runner`. Each task is a *slice*
 of polling (default 15 s) over all of the shard's cameras, so Prefect records a few task runs per
 minute with their frame/alert counts, never one per frame. Detector state lives in the process
-(`_SESSIONS`), so consecutive runs in one process keep their background models.
+(`_SESSIONS`), so consecutive runs in one process keep their background models; at the end of
+every run it is also stored in the state store (:mod:`pipeline.camera_state`), so the next run
+in a fresh process (the process work pool starts one per window) picks up where this one ended.
 
 Prefect outages: detection and delivery never wait on the API (task runs are orchestrated in the
 process; the outbox and checkpoints are local). What can hang is the end of a run: the
@@ -80,6 +82,10 @@ def watch(config_path: str | None = None, shard: str | None = None,
     try:
         return _watch(logger, config_path, shard, window_s, once)
     finally:
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.get((config_path, shard))
+        if session is not None:  # the next window may be a fresh process (process work pool)
+            session.save_state()
         _WATCHDOG.arm()  # the work is done: what follows waits only on Prefect
 
 

@@ -1,5 +1,5 @@
-"""One camera batch's pieces that need no I/O: the decode the detectors see, one frame's analysis
-with every failure turned into a skip reason, and the batch's result.
+"""One camera batch's pieces: the decode the detectors see, one frame's analysis with every
+failure turned into a skip reason, the outbox messages of its incident events, and its result.
 
 A frame that makes decoding or a detector raise (a 1x1, 65500x10 or 8000x300 JPEG, a detector bug)
 must never block its camera: :func:`analyze_frame` returns a reason instead of raising, the worker
@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.analysis import FrameAnalyzer
-from pipeline.config import CameraConfig
+from pipeline.cap import cap_xml
+from pipeline.config import CameraConfig, Config
 from pipeline.decode import shrink_to_width
+from pipeline.evidence import EvidenceStore
 from pipeline.frames import BadFrame, decode_frame
 from pipeline.incidents import IncidentEvent
+from pipeline.payload import alert_topic, build_alert, cap_topic
+from pipeline.state import OutboxMessage
 
 log = logging.getLogger("pipeline.worker")
 
@@ -82,6 +86,35 @@ def snapshot_frame(data: bytes, camera: CameraConfig, key: str, max_pixels: int)
     except Exception as exc:  # noqa: BLE001
         log.warning("camera %s: no snapshot from %s (%s); alerts go out without it", camera.id, key, exc)
         return None
+
+
+def alert_messages(config: Config, evidence_store: EvidenceStore, camera: CameraConfig,
+                   events: list[IncidentEvent], frame_key: str | None, test: bool,
+                   frame: np.ndarray | None = None) -> list[OutboxMessage]:
+    """The outbox messages of ``events``: the JSON alert (with its snapshot stored when ``frame``
+    is given) and, with ``alerts.cap.enabled``, its CAP copy, at ``mqtt.qos``."""
+    out: list[OutboxMessage] = []
+    cfg = config
+    for event in events:
+        evidence = None
+        if frame is not None:
+            try:
+                evidence = evidence_store.store(event, frame, frame_key)
+            except Exception as exc:  # noqa: BLE001 - an alert without a picture beats no alert
+                log.warning("camera %s: snapshot of %s not stored (%s); alert goes out without it",
+                            camera.id, event.incident_id, exc)
+        bucket = cfg.s3.frames_bucket if frame_key else None
+        payload = build_alert(event, camera, frame_bucket=bucket, frame_key=frame_key,
+                              evidence=evidence, test=test, worker=cfg.worker.name)
+        qos = cfg.mqtt.qos
+        out.append(OutboxMessage(alert_topic(cfg.mqtt.topic_prefix, event.type, camera.id), payload.to_json(),
+                                 qos=qos))
+        if cfg.alerts.cap.enabled:
+            out.append(OutboxMessage(cap_topic(cfg.mqtt.topic_prefix, event.type, camera.id),
+                                     cap_xml(payload, cfg.alerts.cap).encode(), qos=qos))
+        log.info("camera %s: %s %s incident %s seq %d severity %s", camera.id, event.type, event.state,
+                 event.incident_id, event.seq, event.severity)
+    return out
 
 
 @dataclass

@@ -206,8 +206,16 @@ class WatchSession:
         except Exception as exc:  # noqa: BLE001 - acks are a side channel; never stop the watch
             log.warning("not recording acknowledgements: %s", exc)
 
+    def save_state(self) -> None:
+        """Store detector state and camera health for the next window or process (never raises)."""
+        try:
+            self.worker.save_state()
+        except Exception:  # noqa: BLE001 - losing warm-up state must not stop the window's end
+            log.exception("could not save the cameras' detector state and health")
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.save_state()
         self._stop_sender()
         if self._acks is not None:
             self._acks.stop()

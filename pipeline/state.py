@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS tracker_state (
     state      TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS saved_state (name TEXT PRIMARY KEY, value BLOB NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -265,6 +266,16 @@ class StateStore:
             sql, args = sql + " WHERE incident_id=?", (incident_id,)
         with self._lock:
             return self._db.execute(sql + " ORDER BY recorded_at, rowid", args).fetchall()
+
+    def save_values(self, values: dict[str, bytes]) -> None:
+        """Store named blobs kept between processes (:mod:`pipeline.camera_state`), in one transaction."""
+        now = time.time()
+        self._write(lambda: self._db.executemany(
+            "INSERT OR REPLACE INTO saved_state(name, value, updated_at) VALUES (?,?,?)",
+            [(name, bytes(value), now) for name, value in values.items()]))
+
+    def saved_value(self, name: str) -> bytes | None:
+        return self._one("SELECT value FROM saved_state WHERE name=?", (name,))
 
     # -- counters -----------------------------------------------------------------------------
     def _bump(self, name: str, by: int) -> None:

@@ -20,16 +20,16 @@ from typing import Callable
 
 from pipeline.analysis import FrameAnalyzer
 from pipeline.batch import (
-    SNAPSHOT_WIDTH, BatchResult, analysis_width, analyze_frame, decode_for_analysis, snapshot_frame,
+    SNAPSHOT_WIDTH, BatchResult, alert_messages, analysis_width, analyze_frame, decode_for_analysis, snapshot_frame,
 )
-from pipeline.cap import cap_xml
 from pipeline.config import CameraConfig, Config
 from pipeline.evidence import EvidenceStore
 from pipeline.frames import BadFrame, FrameStore, FrameStoreUnavailable
-from pipeline.health import CameraHealth
+from pipeline.camera_state import (
+    HEALTH_KEY, detectors_key, dump_detectors, health_value, load_detectors, restore_health,
+)
 from pipeline.incidents import IncidentEvent
 from pipeline.keys import FrameKey, InvalidFrameKey, parse_frame_key
-from pipeline.payload import alert_topic, build_alert, cap_topic
 from pipeline.publisher import MqttPublisher
 from pipeline.state import OutboxMessage, StateStore
 from pipeline.statelock import StateDirLock
@@ -56,8 +56,7 @@ class Worker:
         self.state = state
         self.publisher = publisher
         self.clock = clock
-        self.health = CameraHealth(config.health)
-        self.health.register([c.id for c in config.cameras], clock())
+        self.health = restore_health(config, state, clock())  # an open outage survives the process
         self._analyzers: dict[str, FrameAnalyzer] = {}
         self._locks: dict[str, threading.Lock] = {c.id: threading.Lock() for c in config.cameras}
         self._last_frame: dict[str, tuple[float, float]] = {}  # camera -> (frame ts, wall time taken)
@@ -75,11 +74,24 @@ class Worker:
 
     # -- per-camera state -------------------------------------------------------------------
     def analyzer(self, camera: CameraConfig) -> FrameAnalyzer:
-        """The camera's analyzer, its incident state restored from the state store after a restart."""
+        """The camera's analyzer, its incident and detector state restored from the state store."""
         if camera.id not in self._analyzers:
-            self._analyzers[camera.id] = FrameAnalyzer(camera, self.config.alerts,
-                                                       self.state.tracker_state(camera.id))
+            analyzer = FrameAnalyzer(camera, self.config.alerts, self.state.tracker_state(camera.id))
+            restored = load_detectors(camera, self.state.saved_value(detectors_key(camera.id)))
+            if restored is not None:
+                analyzer.detectors = restored  # what they learnt in the previous window or process
+            self._analyzers[camera.id] = analyzer
         return self._analyzers[camera.id]
+
+    def save_state(self) -> None:
+        """Store every camera's detector state and the camera health (:mod:`pipeline.camera_state`)
+        for the next window's process; the flow calls it when a window ends."""
+        values = {HEALTH_KEY: health_value(self.health)}
+        for camera in self.config.cameras:
+            with self._locks[camera.id]:  # never in the middle of a batch
+                if camera.id in self._analyzers:
+                    values[detectors_key(camera.id)] = dump_detectors(camera, self._analyzers[camera.id].detectors)
+        self.state.save_values(values)
 
     # -- the cycle ----------------------------------------------------------------------------
     def process_camera(self, camera_id: str) -> BatchResult:
@@ -126,6 +138,7 @@ class Worker:
         last_ts = None if last_fk is None else last_fk.ts
         now = self.clock()
         counts: Counter = Counter()  # persistent counters not yet committed
+        health_changed = False
         for key in listing.keys:
             fk = parse_frame_key(key)
             if fk.ts > now + w.max_future_s:
@@ -149,7 +162,9 @@ class Worker:
                     result.repeated += 1
                     counts["frames_repeated"] += 1
                 self._last_frame[camera.id] = (fk.ts, now)
-                events += self.health.frame_seen(camera.id, fk.ts, now)
+                outage_end = self.health.frame_seen(camera.id, fk.ts, now)
+                events += outage_end
+                health_changed = health_changed or bool(outage_end)
                 if events:
                     snapshot = snapshot_frame(data, camera, key, w.max_frame_pixels)
                     pending.extend(self._messages(camera, events, key, fk.test, snapshot))
@@ -165,6 +180,8 @@ class Worker:
         if last_key != checkpoint or counts:
             result.alerts += self._commit(camera, last_key, pending, analyzer, counts)
         result.checkpoint = last_key
+        if health_changed:  # an outage ended (committed above): the next process must not end it again
+            self.state.save_values({HEALTH_KEY: health_value(self.health)})
         if result.repeated:
             log.info("camera %s: %d frame(s) byte-identical to the previous one (processed: a frozen "
                      "picture is for the obstruction detector to judge)", camera.id, result.repeated)
@@ -212,28 +229,7 @@ class Worker:
 
     def _messages(self, camera: CameraConfig, events: list[IncidentEvent], frame_key: str | None,
                   test: bool, frame=None) -> list[OutboxMessage]:
-        out: list[OutboxMessage] = []
-        cfg = self.config
-        for event in events:
-            evidence = None
-            if frame is not None:
-                try:
-                    evidence = self.evidence.store(event, frame, frame_key)
-                except Exception as exc:  # noqa: BLE001 - an alert without a picture beats no alert
-                    log.warning("camera %s: snapshot of %s not stored (%s); alert goes out without it",
-                                camera.id, event.incident_id, exc)
-            bucket = cfg.s3.frames_bucket if frame_key else None
-            payload = build_alert(event, camera, frame_bucket=bucket, frame_key=frame_key,
-                                  evidence=evidence, test=test, worker=cfg.worker.name)
-            qos = cfg.mqtt.qos
-            out.append(OutboxMessage(alert_topic(cfg.mqtt.topic_prefix, event.type, camera.id), payload.to_json(),
-                                     qos=qos))
-            if cfg.alerts.cap.enabled:
-                out.append(OutboxMessage(cap_topic(cfg.mqtt.topic_prefix, event.type, camera.id),
-                                         cap_xml(payload, cfg.alerts.cap).encode(), qos=qos))
-            log.info("camera %s: %s %s incident %s seq %d severity %s", camera.id, event.type, event.state,
-                     event.incident_id, event.seq, event.severity)
-        return out
+        return alert_messages(self.config, self.evidence, camera, events, frame_key, test, frame)
 
     def _commit(self, camera: CameraConfig, last_key: str | None, messages: list[OutboxMessage],
                 analyzer: FrameAnalyzer, counts: Counter | None = None) -> int:
@@ -266,6 +262,8 @@ class Worker:
                                             analyzer.tracker.to_state())
                     queued += len(events)
                     self.outbox_ready.set()
+        if offline:  # an outage began: the next process must know to end it
+            self.state.save_values({HEALTH_KEY: health_value(self.health)})
         return queued
 
     def _frame_clock(self, camera_id: str, now: float) -> float:

@@ -9,13 +9,16 @@ process workers (one per shard queue), frames in moto's S3 becoming alerts on Mo
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 from pipeline.embedded import MosquittoProcess
-from pipeline.keys import parse_frame_key
+from pipeline.keys import frame_key, parse_frame_key
 from pipeline.state import StateStore
 from tests.deploy_site import PATTERN, SHARDS, AlertCollector, Site, _wait
 
@@ -51,6 +54,11 @@ def alerts(broker):
     collector = AlertCollector(broker)
     yield collector
     collector.stop()
+
+
+def _noise_jpeg(seed: int) -> bytes:
+    frame = np.random.default_rng(seed).integers(0, 255, (180, 320, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
 
 
 def _incidents(messages: list[dict]) -> dict[tuple[str, int], list[dict]]:
@@ -146,3 +154,39 @@ def test_only_the_owning_worker_reports_a_camera_offline(site, alerts):
     owner = {cam: f"worker-{k}" for k, shard in enumerate(SHARDS) for cam in site.cameras[shard]}
     wrong = sorted({(m["camera"]["id"], m["worker"]) for m in offline if m["worker"] != owner[m["camera"]["id"]]})
     assert not wrong, f"camera_offline raised by a worker that does not own the camera: {wrong}"
+
+
+def test_camera_state_survives_three_windows_of_the_process_worker(site, alerts):
+    """Each run is a fresh process: detector state (here the obstruction detector's frozen-picture
+    clock) and camera health (an open camera_offline incident) must carry over between them."""
+    cams = site.cameras["shard-0"]
+    jpeg = {cam: _noise_jpeg(seed=40 + n) for n, cam in enumerate(cams)}  # one picture, repeated: frozen
+    start = time.time() - 5  # after every checkpoint of the tests above
+    windows: list[tuple[float, float]] = []
+    for w in range(3):  # 40 s of frame time per window; frozen_after_s is 60 s
+        for cam in cams:
+            for i in range(40 * w, 40 * (w + 1)):
+                key = frame_key(cam, start + i)
+                site.minio.put_object("frames", key, io.BytesIO(jpeg[cam]), len(jpeg[cam]), content_type="image/jpeg")
+        began = time.time()
+        run = site.run_deployment("watch-shard-0", window_s=10)  # > offline_after_s (4 s) after the frames
+        site.wait_state(run, {"COMPLETED"}, timeout=150)
+        windows.append((began, time.time()))
+    time.sleep(1.0)
+
+    def in_window(w: int, type_: str, state: str) -> list[dict]:
+        began, ended = windows[w]
+        with alerts._lock:
+            return [m for t, m in alerts.messages if began <= t <= ended and m["type"] == type_
+                    and m["state"] == state and m["camera"]["id"] in cams]
+
+    for cam in cams:
+        frozen = [[m for m in in_window(w, "camera_obstructed", "start") if m["camera"]["id"] == cam] for w in range(3)]
+        assert frozen[0] == [], "frozen after 40 s of frame time"
+        assert frozen[1] and frozen[1][0]["level"] == "frozen", "the frozen clock restarted with the new process"
+        assert frozen[2], "frozen picture not seen in the third window"
+        starts = [m for w in range(3) for m in in_window(w, "camera_offline", "start") if m["camera"]["id"] == cam]
+        ends = [m for w in (1, 2) for m in in_window(w, "camera_offline", "end") if m["camera"]["id"] == cam]
+        assert len(starts) == 3, starts
+        # The outage begun in window w ends with the first frame of window w+1, under the same id.
+        assert [m["incident_id"] for m in ends] == [m["incident_id"] for m in starts[:2]], (starts, ends)
