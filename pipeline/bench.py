@@ -132,6 +132,8 @@ class PipelinePass:
         self.totals: dict[str, float] = defaultdict(float)
         for detector in self.analyzer.detectors:
             detector.detect = _Timed(detector.detect, type(detector).__name__, self.totals)  # type: ignore[method-assign]
+        for verifier in self.analyzer.verifiers:
+            verifier.verify = _Timed(verifier.verify, type(verifier).__name__, self.totals)  # type: ignore[method-assign]
         tracker = self.analyzer.tracker
         tracker.observe = _Timed(tracker.observe, "alert policy", self.totals)  # type: ignore[method-assign]
         self._decode = _Timed(decode_frame, "decode", self.totals)

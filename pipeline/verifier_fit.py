@@ -121,12 +121,14 @@ def fit_mlp(items: list[MediaRows]) -> Any:
     from sklearn.preprocessing import StandardScaler
 
     from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
     x, y, w = _matrix(items)
     model = make_pipeline(StandardScaler(), MLPClassifier((HIDDEN,), alpha=ALPHA, max_iter=MAX_ITER,
                                                           random_state=SEED))
-    with warnings.catch_warnings():  # a fixed iteration budget is part of the recipe, not a fault
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    # One BLAS thread: multi-threaded sums vary in their last bits, and so would the model.
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the fixed iteration budget is the recipe
         model.fit(x, y, mlpclassifier__sample_weight=w)
     return model
 
