@@ -27,7 +27,7 @@ import numpy as np
 
 from detectors.base import Finding
 from detectors.fire import STILL_CONFIDENCE
-from detectors.fire_patches import candidates, patch_box, patch_rows
+from detectors.fire_patches import candidate_rows, patch_box
 
 CANDIDATE_PCT = 0.05  # % of the region in the loose flame colour that makes a frame a candidate
 MAX_BOXES = 4
@@ -77,11 +77,10 @@ class FireVerifier:
 
     def appearance(self, frame: np.ndarray) -> tuple[float, tuple[tuple[float, float, float, float], ...]]:
         """The frame's appearance score and the boxes of its flame-like patches."""
-        rows = patch_rows(frame)
-        picked = np.flatnonzero(candidates(rows))
+        picked, rows = candidate_rows(frame)
         if picked.size == 0:
             return 0.0, ()
-        p = self.model.classifier.predict_proba(rows[picked])
+        p = self.model.classifier.predict_proba(rows)
         order = np.argsort(p)[::-1]
         score = float(p[order[:2]].mean())
         boxes = tuple(patch_box(int(picked[i]), frame.shape) for i in order[:MAX_BOXES] if p[i] >= 0.5)

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from detectors.fire_patches import FEATURES, candidates, patch_rows
+from detectors.fire_patches import FEATURES, candidate_rows
 from pipeline.config import CameraConfig, WorkerSettings
 from pipeline.evaluate import LabeledMedia, as_camera_sends_it, media_frames
 from pipeline.worker import decode_for_analysis
@@ -85,11 +85,8 @@ def extract(media: LabeledMedia, root: Path, source: str | None = None) -> Media
         return None
     if len(frames) > FRAMES_PER_CLIP:
         frames = [frames[i] for i in np.linspace(0, len(frames) - 1, FRAMES_PER_CLIP).round().astype(int)]
-    rows = []
-    for frame in frames:
-        r = patch_rows(frame)
-        rows.append(r[candidates(r)])
-    return MediaRows(media.path, source or media.source, label, media.is_still, tuple(rows))
+    rows = tuple(candidate_rows(frame)[1] for frame in frames)
+    return MediaRows(media.path, source or media.source, label, media.is_still, rows)
 
 
 def _matrix(items: Iterable[MediaRows]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from detectors.base import Finding
-from detectors.fire_patches import FEATURES, PATCH, candidates, patch_box, patch_rows
+from detectors.fire_patches import FEATURES, PATCH, candidate_rows, candidates, patch_box, patch_rows
 from detectors.verifier import FireVerifier, FireVerifierModel
 from pipeline.analysis import FrameAnalyzer
 from pipeline.config import AlertSettings, CameraConfig
@@ -49,6 +49,17 @@ def test_patch_rows_mark_the_flame_coloured_patch_and_its_box():
     assert (round(x * 320), round(y * 180), round(w * 320), round(h * 180)) == (96, 48, PATCH, PATCH)
     assert not candidates(patch_rows(_scene(None))).any()
     assert patch_rows(np.zeros((10, 10, 3), np.uint8)).shape == (0, len(FEATURES))
+
+
+def test_candidate_rows_equal_the_full_computation():
+    rng = np.random.RandomState(3)
+    frame = _scene((120, 264))  # a candidate touching the right edge
+    frame[0:30, 0:50] = rng.randint(0, 255, (30, 50, 3))  # noisy texture in the top-left corner
+    frame[60:90, 150:200] = (30, 120, 230)
+    full = patch_rows(frame)
+    index, rows = candidate_rows(frame)
+    assert list(index) == list(np.flatnonzero(candidates(full))) and len(index) >= 2
+    assert np.abs(rows - full[index]).max() < 1e-5
 
 
 @pytest.mark.parametrize("p, static, classical, expected", [
