@@ -3,7 +3,7 @@
 The classical fire detector stays the cheap proposal generator and the source of temporal
 evidence. A frame is a *candidate* when the detector's fire finding is active or its loose colour
 share (``candidate_pct``) reaches :data:`CANDIDATE_PCT`. On candidates, at most once per
-``step_s`` seconds of frame time, the flame-coloured patches of the frame
+``step_s`` (:data:`STEP_S`) seconds of frame time, the flame-coloured patches of the frame
 (:mod:`detectors.fire_patches`) go through the appearance classifier; the frame's appearance
 score is the mean of its two most flame-like patches. Then:
 
@@ -31,6 +31,7 @@ from detectors.fire_patches import candidate_rows, patch_box
 
 CANDIDATE_PCT = 0.05  # % of the region in the loose flame colour that makes a frame a candidate
 MAX_BOXES = 4
+STEP_S = 2.0  # s of frame time between two scorings of a camera (a fire lasts; ~0.6 ms a scoring)
 
 
 class Classifier(Protocol):
@@ -65,7 +66,7 @@ class FireVerifier:
 
     event_type = "fire"
 
-    def __init__(self, model: FireVerifierModel, step_s: float = 1.0) -> None:
+    def __init__(self, model: FireVerifierModel, step_s: float = STEP_S) -> None:
         self.model = model
         self.step_s = step_s
         self._score = 0.0

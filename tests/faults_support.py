@@ -34,8 +34,10 @@ def write_config(tmp_path: Path, *, s3_url: str, mqtt_url: str, prefix: str, cam
                  access_key: str = "citywatch", secret_key: str = "citywatch-secret",
                  worker_name: str = "faults", bucket: str = "frames", state_dir: Path | None = None,
                  alerts: dict | None = None, worker: dict | None = None,
+                 detectors: dict[str, dict] | None = None,
                  name: str = "citywatch.yaml") -> tuple[Path, Config]:
-    """A citywatch YAML in ``tmp_path`` for ``cameras`` and the parsed :class:`Config`."""
+    """A citywatch YAML in ``tmp_path`` for ``cameras`` (``detectors``: per camera id, its
+    detector settings) and the parsed :class:`Config`."""
     data: dict[str, Any] = {
         "s3": {"url": s3_url, "access_key": access_key, "secret_key": secret_key,
                "frames_bucket": bucket, "alerts_bucket": f"{bucket}-alerts"},
@@ -43,7 +45,8 @@ def write_config(tmp_path: Path, *, s3_url: str, mqtt_url: str, prefix: str, cam
         "alerts": {"end_after_s": 5, **(alerts or {})},
         "worker": {"name": worker_name, "state_dir": str(state_dir or tmp_path / f"state-{worker_name}"),
                    "max_frames_per_batch": 500, "poll_interval_s": 0.2, **(worker or {})},
-        "cameras": [{"id": c, "name": f"Camera {c}", "location": CAMERA_LOCATION} for c in cameras],
+        "cameras": [{"id": c, "name": f"Camera {c}", "location": CAMERA_LOCATION,
+                     **({"detectors": detectors[c]} if detectors and c in detectors else {})} for c in cameras],
     }
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data))
