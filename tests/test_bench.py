@@ -50,7 +50,7 @@ def test_micro_bench_reports_coherent_figures():
 @pytest.mark.slow
 def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(app, ["bench", "--json", str(out), "--cameras", "2", "--fps", "2", "--seconds", "8",
+    res = CliRunner().invoke(app, ["bench", "--json", str(out), "--cameras", "2", "--fps", "2", "--seconds", "14",
                                    "--frames", "3", "--repeats", "1", "--workers", "2"])
     assert res.exit_code == 0, res.output
     assert "ratio 720p" in res.output
@@ -59,9 +59,10 @@ def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
         assert key in report, key
     for size in ("720p", "1080p"):
         assert report[f"ratio_{size}"] == pytest.approx(report[f"pipeline_fps_{size}"] / report[f"decode_fps_{size}"])
-    assert report["e2e_frames_put"] == report["e2e_frames_processed"] == 2 * 16
+    assert report["e2e_frames_put"] == report["e2e_frames_processed"] == 2 * 28
     assert 0 < report["e2e_fps"] <= report["e2e_offered_fps"] * 1.2
-    # Both cameras start mid-fire: their fire starts arrive and are timed from the put of their frame.
+    # Both cameras start mid-fire: their fire starts arrive and are timed from the put of their frame
+    # (the fire verifier confirms the synthetic fire after ~9 s of frames, once its flames have grown).
     assert report["latency_samples"] >= 2
     assert 0 < report["latency_p50_s"] <= report["latency_p95_s"] < 30
     assert report["peak_rss_mb"] > 50 and report["state_mb_per_camera"] > 0
