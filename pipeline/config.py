@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from detectors import CongestionSettings, FireSettings, FloodSettings, ObstructionSettings, SmokeSettings
+from pipeline.config_console import ConsoleSettings
 from pipeline.config_endpoints import MqttSettings, S3Settings, Strict as _Strict
 from pipeline.ids import NAME, anchored, full_match
 from pipeline.keys import validate_camera_id
@@ -147,6 +148,7 @@ class Config(_Strict):
     worker: WorkerSettings = WorkerSettings()
     cameras: list[CameraConfig] = Field(default_factory=list)
     shards: ShardSettings = ShardSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> "Config":

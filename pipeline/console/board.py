@@ -1,8 +1,11 @@
-"""What the console knows: recent incidents grouped by id, camera health and acknowledgements.
+"""What the console knows: recent incidents grouped by id, camera and worker health, acknowledgements.
 
-:class:`IncidentBoard` is fed by the MQTT thread (alerts, camera statuses, acks) and read by the
-web server (snapshot for a page that (re)connects). Every change returns a small JSON-able
-*delta* the server pushes to the open pages. Pure and clock-free: tests drive it directly.
+:class:`IncidentBoard` is fed by the MQTT thread (alerts, camera and worker statuses, acks) and read
+by the web server (snapshot for a page that (re)connects). Every change returns a small JSON-able
+*delta* the server pushes to the open pages, and is written through to the incident store (if
+given), from which :meth:`IncidentBoard.restore` rebuilds the board after a restart. A delta
+carrying ``"alarm": "new"`` is an incident that just started to need an operator (open, not
+acknowledged, severe or extreme); :meth:`IncidentBoard.escalate` marks those left too long.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from datetime import datetime, timezone
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.acks import AckError, parse_ack
 from pipeline.config import Config
+from pipeline.incident_store import IncidentStore, epoch
 from pipeline.payload import validate_alert_json
 from pipeline.text import printable
 
@@ -36,16 +43,36 @@ def _camera_entry(cam: Any) -> dict[str, Any]:
 class IncidentBoard:
     """Recent incidents (at most ``max_incidents``, oldest dropped first) and camera health."""
 
-    def __init__(self, config: Config, max_incidents: int = 500) -> None:
+    def __init__(self, config: Config, max_incidents: int = 500, store: IncidentStore | None = None) -> None:
         if max_incidents < 1:
             raise ValueError(f"max_incidents must be >= 1, got {max_incidents}")
         self.prefix = config.mqtt.topic_prefix
         self.max_incidents = max_incidents
+        self.store = store
+        self.alarm_test = config.console.alarm.include_test
         self._lock = threading.Lock()
         self._incidents: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._acks_before_alert: dict[str, dict[str, Any]] = {}
         self._cameras: dict[str, dict[str, Any]] = {c.id: _camera_entry(c) for c in config.cameras}
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._unsaved: dict[str, tuple[list[tuple[int, bytes]], list[dict[str, Any]]]] = {}
         self.rejected = 0
+        self.store_errors = 0
+
+    def restore(self) -> int:
+        """Load the board from the store (after a restart); returns how many incidents it holds."""
+        if self.store is None:
+            return 0
+        docs = self.store.board(self.max_incidents)
+        with self._lock:
+            for doc in docs:
+                self._incidents[doc["incident_id"]] = doc
+            return len(self._incidents)
+
+    def alarming(self, inc: dict[str, Any]) -> bool:
+        """Open, unacknowledged, severe or extreme at its peak (test alerts only if configured)."""
+        return (inc.get("state") != "end" and not inc.get("ack") and (self.alarm_test or not inc.get("test"))
+                and SEVERITY_RANK.get(inc.get("peak_severity") or inc.get("severity") or "", 0) >= 3)
 
     # -- feeding ------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
@@ -58,6 +85,8 @@ class IncidentBoard:
             return self.add_alert(payload, topic)
         if kind == "cameras" and len(rest) == 3 and rest[2] == "status":
             return self.set_camera_status(rest[1], payload)
+        if kind == "workers" and len(rest) == 3 and rest[2] == "status":
+            return self.set_worker_status(rest[1], payload)
         if kind == "ack" and len(rest) == 2:
             try:
                 ack = parse_ack(topic, payload)
@@ -88,6 +117,7 @@ class IncidentBoard:
                 inc = self._new_incident(iid, doc, camera)
             if any(m["seq"] == seq for m in inc["messages"]):
                 return None
+            was_alarming = self.alarming(inc) if inc["messages"] else False
             inc["messages"].append({
                 "seq": seq, "state": state, "severity": doc.get("severity"), "time": (doc.get("frame") or {}).get("time"),
                 "detected_at": doc.get("detected_at"), "measurements": doc.get("measurements") or {},
@@ -108,7 +138,13 @@ class IncidentBoard:
             if isinstance(url, str) and url.startswith(("http://", "https://")) and seq >= inc.get("snapshot_seq", 0):
                 inc["snapshot_url"], inc["snapshot_seq"] = url, seq
                 inc["snapshot_expires_at"] = evidence.get("expires_at")
-            return {"kind": "incident", "incident": _copy(inc)}
+            if worst >= 3 and not inc.get("alarm_since"):
+                inc["alarm_since"] = doc.get("detected_at")
+            self._persist(inc, alert=(seq, payload))
+            delta = {"kind": "incident", "incident": _copy(inc)}
+            if self.alarming(inc) and not was_alarming:
+                delta["alarm"] = "new"
+            return delta
 
     def _new_incident(self, iid: str, doc: dict[str, Any], camera: dict[str, Any]) -> dict[str, Any]:
         loc = camera.get("location") or {}
@@ -141,7 +177,69 @@ class IncidentBoard:
                 inc["ack"] = ack
             else:
                 inc.setdefault("more_acks", []).append(ack)
+            self._persist(inc, ack=ack)
             return {"kind": "incident", "incident": _copy(inc)}
+
+    def escalate(self, now: float, after_s: float) -> list[dict[str, Any]]:
+        """Mark every incident alarming for ``after_s`` or more as escalated; their deltas
+        (``"alarm": "escalated"``), each once."""
+        deltas = []
+        with self._lock:
+            for inc in self._incidents.values():
+                since = epoch(inc.get("alarm_since"))
+                if inc.get("escalated_at") or since is None or now - since < after_s or not self.alarming(inc):
+                    continue
+                inc["escalated_at"] = datetime.fromtimestamp(now, timezone.utc).isoformat().replace("+00:00", "Z")
+                self._persist(inc)
+                deltas.append({"kind": "incident", "incident": _copy(inc), "alarm": "escalated"})
+        return deltas
+
+    def _persist(self, inc: dict[str, Any], alert: tuple[int, bytes] | None = None,
+                 ack: dict[str, Any] | None = None) -> None:
+        """Write through to the store; on a database error keep it for :meth:`retry_unsaved`."""
+        if self.store is None:
+            return
+        alerts, acks = self._unsaved.pop(inc["incident_id"], ([], []))
+        alerts, acks = alerts + ([alert] if alert else []), acks + ([ack] if ack else [])
+        try:
+            self.store.save(inc, alert=alerts[0] if alerts else None, ack=acks[0] if acks else None)
+            for extra in alerts[1:]:
+                self.store.save(inc, alert=extra)
+            for extra in acks[1:]:
+                self.store.save(inc, ack=extra)
+        except (SQLAlchemyError, OSError) as exc:
+            self.store_errors += 1
+            self._unsaved[inc["incident_id"]] = (alerts, acks)
+            log.error("console: incident %s not saved to %s (kept, retried): %s", inc["incident_id"],
+                      self.store.where, printable(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__))
+
+    def retry_unsaved(self) -> int:
+        """Save what a database error held back; returns how many incidents are still unsaved."""
+        with self._lock:
+            for iid in list(self._unsaved):
+                inc = self._incidents.get(iid)
+                if inc is None:
+                    self._unsaved.pop(iid)
+                else:
+                    self._persist(inc)
+            return len(self._unsaved)
+
+    def set_worker_status(self, worker: str, payload: bytes) -> dict[str, Any] | None:
+        """Retained ``<prefix>/workers/<name>/status`` (online / offline, the broker-held last will)."""
+        try:
+            status = json.loads(payload) if payload else None
+        except (ValueError, UnicodeDecodeError):
+            status = {}
+        if status is not None and not (isinstance(status, dict) and status.get("state") in ("online", "offline")):
+            self.rejected += 1
+            return None
+        with self._lock:
+            if status is None:
+                self._workers.pop(worker, None)
+            else:
+                self._workers[worker] = {"name": worker, "state": status["state"], "reason": str(status.get("reason", ""))[:200],
+                                         "ts": status.get("ts") if isinstance(status.get("ts"), str) else None}
+            return {"kind": "workers", "workers": sorted(self._workers.values(), key=lambda w: w["name"])}
 
     def set_camera_status(self, camera_id: str, payload: bytes) -> dict[str, Any] | None:
         """Retained ``<prefix>/cameras/<id>/status``; an empty payload clears it."""
@@ -174,7 +272,12 @@ class IncidentBoard:
             incidents = sorted((_copy(i) for i in self._incidents.values()),
                                key=lambda i: (i.get("started_at") or "", i["incident_id"]), reverse=True)
             return {"kind": "snapshot", "incidents": incidents,
-                    "cameras": [dict(c) for c in sorted(self._cameras.values(), key=lambda c: c["id"])]}
+                    "cameras": [dict(c) for c in sorted(self._cameras.values(), key=lambda c: c["id"])],
+                    "workers": sorted((dict(w) for w in self._workers.values()), key=lambda w: w["name"])}
+
+    def cameras(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(c) for c in sorted(self._cameras.values(), key=lambda c: c["id"])]
 
 
 def _copy(inc: dict[str, Any]) -> dict[str, Any]:

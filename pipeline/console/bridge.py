@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as paho
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def console_filters(prefix: str) -> list[str]:
-    return [f"{prefix}/alerts/#", f"{prefix}/cameras/+/status", f"{prefix}/ack/#"]
+    return [f"{prefix}/alerts/#", f"{prefix}/cameras/+/status", f"{prefix}/workers/+/status", f"{prefix}/ack/#"]
 
 
 class PageFeed:
@@ -82,8 +82,9 @@ class PageHub:
 class ConsoleSubscriber(Subscriber):
     """Subscriber that also reports broker connection changes (shown on the page)."""
 
-    def __init__(self, mqtt: MqttSettings, client_id: str, board: IncidentBoard, hub: PageHub) -> None:
-        self.board, self.hub = board, hub
+    def __init__(self, mqtt: MqttSettings, client_id: str, board: IncidentBoard, hub: PageHub,
+                 on_alarm: Callable[[dict[str, Any], str], None] | None = None) -> None:
+        self.board, self.hub, self.on_alarm = board, hub, on_alarm
         self.connected = False
         self._fresh = True  # nothing received yet in this process
         super().__init__(mqtt, client_id, console_filters(mqtt.topic_prefix), self._route,
@@ -93,6 +94,8 @@ class ConsoleSubscriber(Subscriber):
         delta = self.board.handle(topic, payload)
         if delta is not None:
             self.hub.publish(delta)
+            if delta.get("alarm") and self.on_alarm is not None:
+                self.on_alarm(delta["incident"], delta["alarm"])
 
     def _set_connected(self, value: bool) -> None:
         if value != self.connected:

@@ -1,8 +1,15 @@
 """The console web server (Starlette): the page, a Server-Sent Events feed and the ack endpoint.
 
-Routes: ``/`` page, ``/static/<file>``, ``/api/state`` (JSON snapshot), ``/api/events`` (SSE:
-a ``snapshot`` then ``incident``/``camera``/``broker`` deltas), ``POST /api/incidents/<id>/ack``
-(JSON ``{"operator": ..., "note": ...}`` -> MQTT ``<prefix>/ack/<id>``), ``/healthz``.
+Routes: ``/`` page, ``/static/<file>`` (and ``vendor/`` Leaflet), ``/api/state`` (JSON snapshot),
+``/api/events`` (SSE: a ``snapshot`` then ``incident``/``camera``/``workers``/``broker`` deltas),
+``/api/i18n`` (the page's strings), ``POST /api/incidents/<id>/ack`` (JSON ``{"operator": ...,
+"note": ...}`` -> MQTT ``<prefix>/ack/<id>``), the REST API of :mod:`pipeline.console.api`
+(``/api/incidents``, ``/api/incidents.csv``, ``/api/incidents/<id>``, ``/api/cameras``), ``/healthz``.
+``create_app(extra_routes=...)`` adds more (e.g. metrics).
+
+With an incident store the board is rebuilt from it at start-up and every change is written
+through; a background tick escalates incidents left unacknowledged (``console.alarm``) and
+retries writes a database error held back. Alarms (new and escalated) go to the pusher.
 
 Auth: with a token every route but ``/healthz`` needs ``Authorization: Bearer <token>`` or the
 ``citywatch_console`` cookie (set by opening ``/?token=<token>`` once). Without a token the
@@ -19,7 +26,8 @@ import ipaddress
 import json
 import logging
 import socket
-from contextlib import asynccontextmanager
+import time
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from typing import Any, Iterable
 
@@ -27,19 +35,24 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from pipeline.acks import AckError, make_ack
 from pipeline.config import Config
+from pipeline.console.api import IncidentApi
 from pipeline.console.board import IncidentBoard
 from pipeline.console.bridge import AckNotSent, AckSender, ConsoleSubscriber, PageHub
+from pipeline.i18n import LANGUAGES, MEASURE_KINDS, catalogue
+from pipeline.incident_store import IncidentStore
+from pipeline.push import IncidentPusher
 
 __all__ = ["create_app", "check_bind", "ConsoleBindError", "COOKIE"]
 
 log = logging.getLogger(__name__)
 COOKIE = "citywatch_console"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml",
+                ".png": "image/png"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src * data: blob:; script-src 'self'; "
                                "style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -81,20 +94,42 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 def _static(name: str) -> bytes:
-    return resources.files("pipeline.console").joinpath("static", name).read_bytes()
+    return resources.files("pipeline.console").joinpath("static", *name.split("/")).read_bytes()
 
 
 def create_app(config: Config, *, token: str | None = None, client_id: str = "citywatch-console",
-               tile_url: str | None = None, extra_hosts: Iterable[str] = (), max_incidents: int = 500,
-               ack_timeout_s: float = 5.0) -> Starlette:
-    """The console ASGI app; its lifespan connects to the broker named in ``config.mqtt``."""
-    board = IncidentBoard(config, max_incidents=max_incidents)
+               tile_url: str | None = None, extra_hosts: Iterable[str] = (), max_incidents: int | None = None,
+               ack_timeout_s: float = 5.0, store: IncidentStore | None = None, pusher: IncidentPusher | None = None,
+               tick_s: float = 1.0, extra_routes: Iterable[BaseRoute] = ()) -> Starlette:
+    """The console ASGI app; its lifespan connects to the broker named in ``config.mqtt``.
+
+    ``store`` None keeps incidents in memory only (the CLI always opens one); ``pusher`` None
+    builds one from ``console.push`` when it lists URLs."""
+    settings = config.console
+    zone = settings.zone()
+    board = IncidentBoard(config, max_incidents=max_incidents or settings.store.board_size, store=store)
+    if pusher is None and settings.push.urls:
+        pusher = IncidentPusher([u.get_secret_value() for u in settings.push.urls], catalogue(settings.language), zone,
+                                settings.push.min_severity, settings.push.timeout_s)
     hub = PageHub()
-    subscriber = ConsoleSubscriber(config.mqtt, client_id, board, hub)
+
+    def alarm(inc: dict[str, Any], reason: str) -> None:
+        if pusher is not None:
+            pusher.push(inc, reason, time.time())
+
+    subscriber = ConsoleSubscriber(config.mqtt, client_id, board, hub, on_alarm=alarm)
     sender = AckSender(config.mqtt, f"{client_id}-ack")
     allowed_hosts = None if token else {h.lower() for h in (*LOOPBACK_NAMES, *extra_hosts)}
-    meta = {"prefix": config.mqtt.topic_prefix, "tile_url": tile_url,
+    meta = {"prefix": config.mqtt.topic_prefix, "tile_url": tile_url or settings.map.tile_url,
+            "attribution": settings.map.attribution, "language": settings.language, "timezone": settings.timezone,
+            "alarm": settings.alarm.model_dump(), "store": store is not None,
             "stale_after_s": config.health.stale_after_s, "offline_after_s": config.health.offline_after_s}
+    api = IncidentApi(board, store, zone, SECURITY_HEADERS)
+
+    def guarded(handler):
+        async def route(request: Request) -> Response:
+            return await handler(request) if authorized(request) else denied(request)
+        return route
 
     def authorized(request: Request) -> bool:
         if token is None:
@@ -126,11 +161,17 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-        if "/" in name or suffix not in STATIC_TYPES or not (name == "console.css" or authorized(request)):
+        if request.url.path.startswith("/static/vendor/"):
+            name = request.url.path[len("/static/"):]
+            if not all(part and part[0] != "." for part in name.split("/")):
+                return Response("not found", 404)
+        elif "/" in name:
+            return Response("not found", 404)
+        if suffix not in STATIC_TYPES or not (name == "console.css" or authorized(request)):
             return denied(request) if suffix in STATIC_TYPES else Response("not found", 404)
         try:
             body = _static(name)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return Response("not found", 404)
         return Response(body, media_type=STATIC_TYPES[suffix], headers=SECURITY_HEADERS)
 
@@ -192,26 +233,60 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
         log.info("operator %s acknowledged incident %s", ack.operator, incident_id)
         return JSONResponse({"sent": json.loads(ack.model_dump_json())}, 202)
 
+    async def api_i18n(request: Request) -> Response:
+        lang = request.query_params.get("lang") or settings.language
+        if lang not in LANGUAGES:
+            return JSONResponse({"error": f"lang: use one of {', '.join(LANGUAGES)}"}, 400, headers=SECURITY_HEADERS)
+        return JSONResponse({"language": lang, "strings": catalogue(lang).strings, "measures": MEASURE_KINDS},
+                            headers=SECURITY_HEADERS)
+
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "broker_connected": subscriber.connected, "pages": hub.pages})
+        return JSONResponse({"ok": True, "broker_connected": subscriber.connected, "pages": hub.pages,
+                             "unsaved": len(board._unsaved), "store_errors": board.store_errors})
+
+    def tick() -> None:
+        for delta in board.escalate(time.time(), settings.alarm.escalate_after_s):
+            hub.publish(delta)
+            alarm(delta["incident"], "escalated")
+        board.retry_unsaved()
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(tick_s)
+            try:
+                await run_in_threadpool(tick)
+            except Exception:  # noqa: BLE001 - the console keeps serving whatever one tick hit
+                log.exception("console: escalation tick failed")
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         hub.bind(asyncio.get_running_loop())
+        if store is not None:
+            restored = await run_in_threadpool(board.restore)
+            log.info("console: board rebuilt from %s with %d incidents", store.where, restored)
         subscriber.start()
         sender.start()
+        task = asyncio.create_task(ticker())
         try:
             yield
         finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
             subscriber.stop()
             sender.stop()
+            if pusher is not None:
+                await run_in_threadpool(pusher.close)
 
     app = Starlette(routes=[
-        Route("/", page), Route("/static/{name}", static), Route("/api/state", api_state),
-        Route("/api/events", api_events), Route("/api/incidents/{incident_id}/ack", api_ack, methods=["POST"]),
-        Route("/healthz", healthz),
+        Route("/", page), Route("/static/{name}", static), Route("/static/vendor/{name:path}", static),
+        Route("/api/state", api_state), Route("/api/events", api_events), Route("/api/i18n", guarded(api_i18n)),
+        Route("/api/incidents", guarded(api.incidents)), Route("/api/incidents.csv", guarded(api.incidents_csv)),
+        Route("/api/incidents/{incident_id}", guarded(api.incident)), Route("/api/cameras", guarded(api.cameras)),
+        Route("/api/incidents/{incident_id}/ack", api_ack, methods=["POST"]), Route("/healthz", healthz),
+        *extra_routes,
     ], lifespan=lifespan)
-    app.state.board, app.state.hub, app.state.subscriber = board, hub, subscriber
+    app.state.board, app.state.hub, app.state.subscriber, app.state.store = board, hub, subscriber, store
     return app
 
 
