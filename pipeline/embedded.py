@@ -1,5 +1,6 @@
-"""Services started in-process or as child processes, for `citywatch demo` and the tests:
-an S3 endpoint (moto's server) and an MQTT broker (mosquitto if installed, else amqtt)."""
+"""Services started in-process or as child processes, for `citywatch demo`, the tests and the bench:
+an S3 server (SeaweedFS, :mod:`pipeline.embedded_s3`) and an MQTT broker (mosquitto if installed,
+else amqtt)."""
 
 from __future__ import annotations
 
@@ -38,56 +39,6 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
-
-
-class EmbeddedS3:
-    """moto's S3 server on loopback, for the demo, the tests and the bench (deployments use real
-    MinIO).
-
-    It serves moto's S3 application alone, on werkzeug's threaded server with moto's request
-    handler. moto's own ``ThreadedMotoServer`` puts its all-services dispatcher in front, which
-    works out the service of every request again; `citywatch bench` measured that as about half
-    of a GET's cost, on the cores the worker under test needs.
-    """
-
-    access_key = "citywatch"
-    secret_key = "citywatch-secret"
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self._server = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "EmbeddedS3":
-        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = make_server("127.0.0.1", self.port, create_backend_app("s3"), threaded=True,
-                                   request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-s3", daemon=True)
-        self._thread.start()
-        wait_port("127.0.0.1", self.port)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def __enter__(self) -> "EmbeddedS3":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class MosquittoProcess:
@@ -222,3 +173,12 @@ def start_embedded_broker() -> MosquittoProcess | AmqttBroker:
     except FileNotFoundError:
         log.warning("mosquitto not installed: falling back to amqtt (MQTT 3.1.1, demo only)")
         return AmqttBroker().start()
+
+
+def __getattr__(name: str):
+    """``EmbeddedS3`` is :class:`pipeline.embedded_s3.SeaweedS3` (imported on first use)."""
+    if name == "EmbeddedS3":
+        from pipeline.embedded_s3 import SeaweedS3
+
+        return SeaweedS3
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -138,9 +138,17 @@ class FrameStore:
 
     # -- operations -------------------------------------------------------------------------
     def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (a concurrent creator is fine)."""
+        """Create the bucket if it does not exist (a concurrent creator is fine). A least-privilege
+        identity that may only put frames (a camera, `citywatch ingest`) may not even ask whether
+        the bucket exists: then it is left to the administrator, and the first put says if not."""
         def run() -> None:
-            if self.client.bucket_exists(self.bucket):
+            try:
+                if self.client.bucket_exists(self.bucket):
+                    return
+            except S3Error as exc:
+                if exc.code != "AccessDenied":
+                    raise
+                log.debug("S3 %s: not allowed to look up bucket %s; assuming it exists", self.endpoint, self.bucket)
                 return
             try:
                 self.client.make_bucket(self.bucket)

@@ -1,4 +1,4 @@
-"""Shared fixtures: real services on loopback (moto's S3 server, Mosquitto) and a Prefect sandbox."""
+"""Shared fixtures: real services on loopback (SeaweedFS's S3 server, Mosquitto) and a Prefect sandbox."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ for _var in ("CITYWATCH_S3_URL", "CITYWATCH_S3_ACCESS_KEY", "CITYWATCH_S3_SECRET
     os.environ.pop(_var, None)
 
 import pytest  # noqa: E402
-from minio import Minio  # noqa: E402
+from minio import Minio  # noqa: E402  (fixture type)
 
 from pipeline.embedded import EmbeddedS3, MosquittoProcess, port_open  # noqa: E402
 
@@ -26,9 +26,15 @@ FOOTAGE = ROOT.parent / "shared" / "footage"
 
 
 @pytest.fixture(scope="session")
-def s3_server():
-    """moto's S3 server on a free loopback port for the whole session."""
-    server = EmbeddedS3().start()
+def s3_server(tmp_path_factory):
+    """One SeaweedFS S3 server (``weed mini``, ~1 s to start) on a free loopback port for the whole
+    session, with its admin, worker and ingest identities (:mod:`pipeline.embedded_s3`)."""
+    from pipeline.embedded_s3 import S3Identity, default_identities
+    from tests.faults_support import TESTER_ACCESS_KEY, TESTER_SECRET_KEY
+
+    identities = {**default_identities(), "tester": S3Identity(
+        "tester", TESTER_ACCESS_KEY, TESTER_SECRET_KEY, ("Admin", "Read", "List", "Tagging", "Write"))}
+    server = EmbeddedS3(workdir=tmp_path_factory.mktemp("seaweedfs"), identities=identities).start()
     yield server
     server.stop()
 
@@ -44,12 +50,8 @@ def s3_env(s3_server, monkeypatch):
 
 @pytest.fixture
 def minio_client(s3_server) -> Minio:
-    """The real minio client against the session's S3 server."""
-    import urllib3
-
-    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=5), retries=False)
-    return Minio(f"127.0.0.1:{s3_server.port}", access_key=s3_server.access_key,
-                 secret_key=s3_server.secret_key, secure=False, region="us-east-1", http_client=http)
+    """The real minio client (admin identity) against the session's S3 server."""
+    return s3_server.client("admin")
 
 
 @pytest.fixture(scope="session")

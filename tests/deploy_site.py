@@ -1,5 +1,5 @@
 """Harness for tests/test_deployment.py: a whole citywatch site on loopback, every part a real
-process or server (Prefect server and process workers, moto's S3 server, Mosquitto)."""
+process or server (Prefect server and process workers, SeaweedFS's S3 server, Mosquitto)."""
 
 from __future__ import annotations
 

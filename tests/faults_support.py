@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,10 @@ from sample_media import load_scene
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 CAMERA_LOCATION = {"lat": 10.98, "lon": 106.65, "district": "Thu Dau Mot"}
+#: An S3 identity of the session's SeaweedFS server with a secret unique to this run, for the
+#: tests that look for secrets in logs (they must use a secret the server really checks).
+TESTER_ACCESS_KEY = "citywatch-tester"
+TESTER_SECRET_KEY = f"S3secret-{uuid.uuid4().hex}"
 
 
 def write_config(tmp_path: Path, *, s3_url: str, mqtt_url: str, prefix: str, cameras: list[str],

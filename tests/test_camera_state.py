@@ -1,5 +1,5 @@
 """Detector state and camera health carried from one worker process (session) to the next through
-the state store (real moto S3 and Mosquitto). The deployment-level check, three windows of a real
+the state store (real SeaweedFS S3 and Mosquitto). The deployment-level check, three windows of a real
 Prefect process worker, is `test_deployment::test_camera_state_survives_three_windows_*`."""
 
 from __future__ import annotations

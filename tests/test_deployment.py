@@ -1,5 +1,5 @@
 """End to end on this machine: a real Prefect server, deployments from deploy/prefect.yaml, two real
-process workers (one per shard queue), frames in moto's S3 becoming alerts on Mosquitto.
+process workers (one per shard queue), frames in SeaweedFS's S3 becoming alerts on Mosquitto.
 
 - two shards, two workers: every camera is processed by exactly one worker (its shard's), each
   incident arrives once, checkpoints live only in the owning worker's state;

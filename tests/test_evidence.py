@@ -1,4 +1,4 @@
-"""Evidence snapshots against moto's S3 server through the real minio client."""
+"""Evidence snapshots against SeaweedFS's S3 server through the real minio client."""
 
 from __future__ import annotations
 

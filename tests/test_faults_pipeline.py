@@ -212,7 +212,7 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
         deadline = time.monotonic() + 60
         while counters().get("frames_processed", 0) < total // 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        s3.stop()
+        s3.kill()  # the S3 server crashes; its data directory stays for the restart
         outage_started = len(cycles)
         time.sleep(6)
         assert thread.is_alive(), "the watch loop died during the outage"
@@ -229,7 +229,7 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
         final = counters()
         checkpoints = {c: worker.state.checkpoint(c) for c in ("cam-fire", "cam-quiet", "cam-flood")}
     finally:
-        s3.stop()
+        s3.cleanup()
 
     assert processed_during < total
     assert final["frames_processed"] == total and final.get("frames_skipped", 0) == 0, final

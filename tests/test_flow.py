@@ -1,4 +1,4 @@
-"""The spine, for real: frames put into S3 (moto, real minio client) become alerts at an MQTT
+"""The spine, for real: frames put into S3 (SeaweedFS, real minio client) become alerts at an MQTT
 subscriber (real Mosquitto) through the Prefect `watch` flow (Prefect's test harness)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The frame store against moto's S3 server through the real minio client, and safe decoding."""
+"""The frame store against SeaweedFS's S3 server through the real minio client, and safe decoding."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_outage_raises_unavailable_then_recovers(caplog):
         store = FrameStore(make_minio(settings), "outage-frames", retry_for_s=2.0, backoff_s=0.1)
         store.ensure_bucket()
         first = store.put_frame("cam", T0, jpeg())
-        server.stop()
+        server.kill()  # the S3 server crashes
         caplog.set_level(logging.WARNING, logger="pipeline.frames")
         started = time.monotonic()
         with pytest.raises(FrameStoreUnavailable) as info:
@@ -132,11 +132,11 @@ def test_outage_raises_unavailable_then_recovers(caplog):
         assert len(lines) >= 2 and all(f"127.0.0.1:{server.port}" in line for line in lines)
         assert not any(server.secret_key in line or server.access_key in line for line in caplog.text.splitlines())
 
-        server = EmbeddedS3(port=server.port).start()  # same port: the store works again
+        server.start()  # same port and data: the store works again
         second = store.put_frame("cam", T0 + timedelta(seconds=1), jpeg())
         assert store.list_new("cam", first, 10).keys == [second]
     finally:
-        server.stop()
+        server.cleanup()
 
 
 class _Always503(http.server.BaseHTTPRequestHandler):

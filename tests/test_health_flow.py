@@ -1,4 +1,4 @@
-"""The camera-health flow's parts: newest frame per camera from S3 (moto), statuses, and their
+"""The camera-health flow's parts: newest frame per camera from S3 (SeaweedFS), statuses, and their
 retained publication on a real Mosquitto."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile or broken input through the real worker (moto S3 via the minio client, real Mosquitto):
+"""Hostile or broken input through the real worker (SeaweedFS S3 via the minio client, real Mosquitto):
 each bad object is counted, logged with its reason and skipped, and the good frames around it
 still raise their alerts."""
 

@@ -1,4 +1,4 @@
-"""`citywatch ingest` against moto's S3 server through the real minio client."""
+"""`citywatch ingest` against SeaweedFS's S3 server through the real minio client."""
 
 from __future__ import annotations
 

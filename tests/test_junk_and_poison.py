@@ -1,4 +1,4 @@
-"""Objects that must never stall a camera, through the real worker (moto S3 via the minio client,
+"""Objects that must never stall a camera, through the real worker (SeaweedFS S3 via the minio client,
 real Mosquitto): non-frame objects in a camera's folder, and frames that make analysis raise."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Frame retention against moto's S3 server through the real minio client."""
+"""Frame retention against SeaweedFS's S3 server through the real minio client."""
 
 from __future__ import annotations
 

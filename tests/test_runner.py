@@ -1,4 +1,4 @@
-"""`WatchSession` against real moto S3 and Mosquitto: alerts leave as soon as their camera's batch
+"""`WatchSession` against real SeaweedFS S3 and Mosquitto: alerts leave as soon as their camera's batch
 commits them, not when the slowest camera of the cycle is done."""
 
 from __future__ import annotations

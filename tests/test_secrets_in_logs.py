@@ -23,9 +23,11 @@ from pipeline.mqtt import Subscriber
 from pipeline.publisher import MqttPublisher
 from pipeline.runner import WatchSession
 from pipeline.state import StateStore
-from tests.faults_support import CAMERA_LOCATION, Inbox, put_scene, start_worker_process
+from tests.faults_support import (
+    CAMERA_LOCATION, TESTER_ACCESS_KEY, TESTER_SECRET_KEY, Inbox, put_scene, start_worker_process,
+)
 
-S3_SECRET = f"S3secret-{uuid.uuid4().hex}"
+S3_SECRET = TESTER_SECRET_KEY  # the session's S3 server checks it (unique to this run)
 MQTT_USER = "citywatch-worker"
 MQTT_PASSWORD = f"MqttPw-{uuid.uuid4().hex}"
 SECRETS = (S3_SECRET, MQTT_PASSWORD)
@@ -43,7 +45,7 @@ def auth_broker(mosquitto_factory, tmp_path):
 
 def _yaml_without_secrets(tmp_path, s3_server, broker, tag: str) -> tuple[dict, dict[str, str]]:
     data = {
-        "s3": {"url": s3_server.url, "access_key": "citywatch", "frames_bucket": f"secrets-{tag}",
+        "s3": {"url": s3_server.url, "access_key": TESTER_ACCESS_KEY, "frames_bucket": f"secrets-{tag}",
                "alerts_bucket": f"secrets-{tag}-alerts"},
         "mqtt": {"url": broker.url, "username": MQTT_USER, "topic_prefix": f"cwsec-{tag}"},
         "alerts": {"end_after_s": 5},
