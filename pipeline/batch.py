@@ -9,6 +9,7 @@ counts and logs it like any skipped frame, and its checkpoint moves past the fra
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from pipeline.decode import shrink_to_width
 from pipeline.evidence import EvidenceStore
 from pipeline.frames import BadFrame, decode_frame
 from pipeline.incidents import IncidentEvent
+from pipeline.metrics import ALERTS, DECODE, DETECTORS, FRAMES_PROCESSED, FRAMES_SKIPPED
 from pipeline.payload import alert_topic, build_alert, cap_topic
 from pipeline.state import OutboxMessage
 
@@ -58,6 +60,7 @@ def analyze_frame(analyzer: FrameAnalyzer, camera: CameraConfig, key: str, ts: f
     The detectors before the one that raised have seen the frame and the incident tracker has
     not: the camera's next frames are judged as if this one had never come.
     """
+    started = time.perf_counter()
     try:
         frame = decode_for_analysis(data, camera, max_pixels)
     except BadFrame as exc:
@@ -65,10 +68,13 @@ def analyze_frame(analyzer: FrameAnalyzer, camera: CameraConfig, key: str, ts: f
         return "bad_frame", []
     except Exception as exc:  # noqa: BLE001 - a frame the decoder chokes on is that frame's problem
         return _skip(camera, key, "decoding", exc), []
+    decoded = time.perf_counter()
+    DECODE.observe(decoded - started)
     try:
         _, events = analyzer.analyze(frame, ts)
     except Exception as exc:  # noqa: BLE001 - one poison frame must never stall its camera
         return _skip(camera, key, f"analysis of {frame.shape[1]}x{frame.shape[0]}", exc), []
+    DETECTORS.observe(time.perf_counter() - decoded)
     return None, events
 
 
@@ -96,6 +102,7 @@ def alert_messages(config: Config, evidence_store: EvidenceStore, camera: Camera
     out: list[OutboxMessage] = []
     cfg = config
     for event in events:
+        ALERTS.labels(event.type, event.state).inc()
         evidence = None
         if frame is not None:
             try:
@@ -133,3 +140,11 @@ class BatchResult:
         return {"camera": self.camera_id, "frames": self.frames, "alerts": self.alerts,
                 "skipped": dict(self.skipped), "repeated": self.repeated, "checkpoint": self.checkpoint,
                 "error": self.error}
+
+
+def count_batch(result: BatchResult) -> None:
+    """A batch's frames in the Prometheus counters (:mod:`pipeline.metrics`)."""
+    if result.frames:
+        FRAMES_PROCESSED.labels(result.camera_id).inc(result.frames)
+    for reason, n in result.skipped.items():
+        FRAMES_SKIPPED.labels(result.camera_id, reason).inc(n)

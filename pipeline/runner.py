@@ -22,6 +22,7 @@ from pipeline.acks import AckRecorder
 from pipeline.config import Config
 from pipeline.evidence import EvidenceStore
 from pipeline.frames import FrameStore, make_minio
+from pipeline.metrics import serve_from_env
 from pipeline.publisher import MqttPublisher
 from pipeline.state import StateStore
 from pipeline.statelock import StateDirLock
@@ -117,6 +118,7 @@ class WatchSession:
 
     def start(self) -> "WatchSession":
         if not self._started:
+            serve_from_env()  # /metrics when CITYWATCH_METRICS_PORT is set (once per process)
             for store in (self.worker.frames, self.worker.evidence):
                 try:
                     store.ensure_bucket()

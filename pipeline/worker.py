@@ -20,7 +20,8 @@ from typing import Callable
 
 from pipeline.analysis import FrameAnalyzer
 from pipeline.batch import (
-    SNAPSHOT_WIDTH, BatchResult, alert_messages, analysis_width, analyze_frame, decode_for_analysis, snapshot_frame,
+    SNAPSHOT_WIDTH, BatchResult, alert_messages, analysis_width, analyze_frame, count_batch, decode_for_analysis,
+    snapshot_frame,
 )
 from pipeline.config import CameraConfig, Config
 from pipeline.evidence import EvidenceStore
@@ -30,6 +31,7 @@ from pipeline.camera_state import (
 )
 from pipeline.incidents import IncidentEvent
 from pipeline.keys import FrameKey, InvalidFrameKey, parse_frame_key
+from pipeline.metrics import WORKERS
 from pipeline.publisher import MqttPublisher
 from pipeline.state import OutboxMessage, StateStore
 from pipeline.statelock import StateDirLock
@@ -66,6 +68,11 @@ class Worker:
         #: Set whenever a commit puts messages in the outbox (`WatchSession` sends them at once).
         self.outbox_ready = threading.Event()
         self.state_lock: StateDirLock | None = None  # set by `build_worker`
+        WORKERS.add(self)  # outbox depth, dead letters and camera lag at every metrics scrape
+
+    def last_frames(self) -> dict[str, tuple[float, float]]:
+        """Camera -> (frame time of its newest processed frame, wall time it was processed)."""
+        return dict(self._last_frame)
 
     def release(self) -> None:
         """Free the state dir for another worker (this one must not process frames afterwards)."""
@@ -109,6 +116,7 @@ class Worker:
         with self._locks[camera_id]:
             try:
                 self._process(camera, result)
+                count_batch(result)
             except FrameStoreUnavailable as exc:
                 result.error = str(exc)
                 self._store_paused_until = time.monotonic() + STORE_PAUSE_S

@@ -23,10 +23,13 @@ app = typer.Typer(
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging")) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from pipeline.logs import configure_logging
+
+    try:  # CITYWATCH_LOG_FORMAT=json: one JSON object per log line
+        configure_logging(logging.DEBUG if verbose else logging.INFO)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if not verbose:
         for noisy in ("httpx", "httpcore", "pipeline.mqtt.paho", "werkzeug", "botocore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
