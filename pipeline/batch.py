@@ -118,7 +118,7 @@ def alert_messages(config: Config, evidence_store: EvidenceStore, camera: Camera
                                  qos=qos))
         if cfg.alerts.cap.enabled:
             out.append(OutboxMessage(cap_topic(cfg.mqtt.topic_prefix, event.type, camera.id),
-                                     cap_xml(payload, cfg.alerts.cap).encode(), qos=qos))
+                                     cap_xml(payload, cfg.alerts.cap, cfg.console.zone()).encode(), qos=qos))
         log.info("camera %s: %s %s incident %s seq %d severity %s", camera.id, event.type, event.state,
                  event.incident_id, event.seq, event.severity)
     return out

@@ -8,6 +8,9 @@ Mapping from an :class:`~pipeline.payload.AlertPayload`:
 - ``status`` ``Exercise`` for test alerts, else ``Actual``; ``msgType`` Alert / Update / Cancel
   for start / update / end; Update and Cancel carry ``references`` ``sender,identifier,sent`` of
   the first message. ``scope`` Public.
+- two ``info`` blocks with the same codes, ``vi-VN`` then ``en-US``: event name, headline,
+  description (measurements in plain words with units), note and resource text from the
+  catalogue of :mod:`pipeline.i18n`; times in the description in ``zone`` (UTC by default).
 - ``info``: category Fire (fire, smoke), Met (flood), Transport (congestion), Infra (camera
   health), Other; urgency Immediate (fire, smoke, flood), Expected (congestion), Unknown (camera
   health), Past on end; severity from ours; certainty Observed >= 0.8 confidence, Likely >= 0.5,
@@ -20,18 +23,17 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 
 from pipeline.config import CapSettings
+from pipeline.i18n import Catalogue, catalogue, local_time
 from pipeline.payload import AlertPayload
 from pipeline.text import xml_text
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
-LANGUAGE = "en-US"
+LANGUAGES = (("vi-VN", "vi"), ("en-US", "en"))
 CATEGORY = {"fire": "Fire", "smoke": "Fire", "flood": "Met", "congestion": "Transport",
             "camera_offline": "Infra", "camera_obstructed": "Infra"}
-EVENT_NAME = {"fire": "Fire", "smoke": "Smoke", "flood": "Flooding", "congestion": "Traffic congestion",
-              "camera_offline": "Camera offline", "camera_obstructed": "Camera obstructed"}
 URGENCY = {"fire": "Immediate", "smoke": "Immediate", "flood": "Immediate", "congestion": "Expected"}
 RESPONSE_TYPE = {"fire": "Avoid", "smoke": "Monitor", "flood": "Avoid", "congestion": "Avoid"}
 MSG_TYPE = {"start": "Alert", "update": "Update", "end": "Cancel"}
@@ -76,8 +78,8 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def cap_alert(payload: AlertPayload, cap: CapSettings) -> ET.Element:
-    """The ``<alert>`` element of ``payload``."""
+def cap_alert(payload: AlertPayload, cap: CapSettings, zone: tzinfo | None = None) -> ET.Element:
+    """The ``<alert>`` element of ``payload`` (human times in ``zone``; CAP times always UTC)."""
     sender = _check_token("sender", cap.sender)
     identifier = _check_token("identifier", cap_identifier(payload.incident_id, payload.seq))
     first_sent = cap_datetime(payload.started_at)
@@ -91,21 +93,27 @@ def cap_alert(payload: AlertPayload, cap: CapSettings) -> ET.Element:
     _sub(alert, "source", f"citywatch worker {payload.worker}")
     _sub(alert, "scope", "Public")
     if payload.test:
-        _sub(alert, "note", "Raised from replayed test footage: not a real event")
+        _sub(alert, "note", " / ".join(catalogue(lang).t("cap.test_note") for _, lang in LANGUAGES))
     if payload.state != "start":
         _sub(alert, "references", f"{sender},{cap_identifier(payload.incident_id, 1)},{first_sent}")
     _sub(alert, "incidents", payload.incident_id)
-    _info(alert, payload, cap.area_radius_km)
+    for language, lang in LANGUAGES:
+        _info(alert, payload, cap.area_radius_km, language, catalogue(lang), zone)
     return alert
 
 
-def _info(alert: ET.Element, p: AlertPayload, radius_km: float) -> None:
+def _when(when: datetime, zone: tzinfo | None) -> str:
+    return cap_datetime(when) if zone is None else local_time(when, zone)
+
+
+def _info(alert: ET.Element, p: AlertPayload, radius_km: float, language: str, cat: Catalogue,
+          zone: tzinfo | None) -> None:
     cam = p.camera
     place = ", ".join(x for x in (cam.name, cam.location.district if cam.location else "") if x) or cam.id
-    event = EVENT_NAME.get(p.type, p.type.replace("_", " ").capitalize())
+    event = cat.strings.get(f"cap.event.{p.type}") or p.type.replace("_", " ").capitalize()
     ended = p.state == "end"
     info = _sub(alert, "info")
-    _sub(info, "language", LANGUAGE)
+    _sub(info, "language", language)
     _sub(info, "category", CATEGORY.get(p.type, "Other"))
     _sub(info, "event", event)
     _sub(info, "responseType", "AllClear" if ended else RESPONSE_TYPE.get(p.type, "Monitor"))
@@ -117,14 +125,15 @@ def _info(alert: ET.Element, p: AlertPayload, radius_km: float) -> None:
     _sub(code, "value", p.type)
     _sub(info, "onset", cap_datetime(p.started_at))
     _sub(info, "senderName", f"citywatch ({p.worker})")
-    what = {"start": "detected", "update": "update", "end": "ended"}[p.state]
-    _sub(info, "headline", f"{event} {what} at {place}"[:160])
-    figures = ", ".join(f"{k} {_number(v)}" for k, v in sorted(p.measurements.items()))
-    level = f" Level: {p.level}." if p.level else ""
-    _sub(info, "description",
-         f"{event} ({p.severity}, confidence {p.confidence:.2f}) seen by camera {cam.id} since "
-         f"{cap_datetime(p.started_at)}; frame {cap_datetime(p.frame.time)}.{level}"
-         + (f" Measurements: {figures}." if figures else ""))
+    _sub(info, "headline", cat.t("cap.headline", event=event, what=cat.t(f"cap.what.{p.state}"), place=place)[:160])
+    figures = ", ".join("{} {}".format(*cat.measurement(k, v)) for k, v in sorted(p.measurements.items()))
+    text = cat.t("cap.description", event=event, severity=cat.severity(p.severity), confidence=f"{p.confidence:.2f}",
+                 camera=cam.id, started=_when(p.started_at, zone), frame=_when(p.frame.time, zone))
+    if p.level:
+        text += " " + cat.t("cap.level", level=p.level)
+    if figures:
+        text += " " + cat.t("cap.measurements", figures=figures)
+    _sub(info, "description", text)
     params = {"incidentId": p.incident_id, "seq": str(p.seq), "state": p.state, "cameraId": cam.id,
               "confidence": f"{p.confidence:.3f}"}
     if p.level:
@@ -136,7 +145,7 @@ def _info(alert: ET.Element, p: AlertPayload, radius_km: float) -> None:
         _sub(param, "value", value)
     if p.evidence is not None:
         res = _sub(info, "resource")
-        _sub(res, "resourceDesc", "Annotated snapshot")
+        _sub(res, "resourceDesc", cat.t("cap.resource"))
         _sub(res, "mimeType", p.evidence.mime_type)
         if p.evidence.size:
             _sub(res, "size", str(p.evidence.size))
@@ -149,7 +158,7 @@ def _info(alert: ET.Element, p: AlertPayload, radius_km: float) -> None:
         _sub(area, "circle", f"{cam.location.lat:.6f},{cam.location.lon:.6f} {radius_km:g}")
 
 
-def cap_xml(payload: AlertPayload, cap: CapSettings) -> str:
+def cap_xml(payload: AlertPayload, cap: CapSettings, zone: tzinfo | None = None) -> str:
     """CAP 1.2 XML text (with XML declaration) of ``payload``."""
     ET.register_namespace("", CAP_NS)
-    return ET.tostring(cap_alert(payload, cap), encoding="unicode", xml_declaration=True)
+    return ET.tostring(cap_alert(payload, cap, zone), encoding="unicode", xml_declaration=True)

@@ -1,7 +1,8 @@
 """Evidence snapshots: the frame of an alert, annotated, stored in the alerts bucket.
 
 Each alert message gets ``<camera>/<YYYY>/<MM>/<DD>/<incident_id>-<seq>.jpg`` in the alerts bucket:
-the frame with the finding's boxes and a label (type, severity, camera, UTC time) drawn on it.
+the frame with the finding's boxes and a label (type, severity, camera, local time with its UTC offset,
+in ``console.timezone``) drawn on it.
 The payload carries its bucket, key, SHA-256 (SHA-1 too, for CAP's ``digest``) and a presigned
 GET URL, so the operations center never needs S3 credentials.
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import cv2
 import numpy as np
 from minio import Minio
 
+from pipeline.i18n import local_time
 from pipeline.incidents import IncidentEvent
 from pipeline.keys import validate_camera_id
 
@@ -54,8 +56,13 @@ def evidence_key(event: IncidentEvent) -> str:
     return f"{event.camera_id}/{t:%Y/%m/%d}/{event.incident_id}-{event.seq}.jpg"
 
 
-def annotate(frame: np.ndarray, event: IncidentEvent) -> np.ndarray:
-    """A copy of ``frame`` (BGR uint8) with the event's boxes and a label bar drawn on it."""
+def snapshot_label(event: IncidentEvent, zone: tzinfo = timezone.utc) -> str:
+    """``FIRE extreme start | cam-1 | 2026-12-02 01:23:45 +07``: the text on a snapshot's label bar."""
+    return f"{event.type.upper()} {event.severity} {event.state} | {event.camera_id} | {local_time(event.frame_ts, zone)}"
+
+
+def annotate(frame: np.ndarray, event: IncidentEvent, zone: tzinfo = timezone.utc) -> np.ndarray:
+    """A copy of ``frame`` (BGR uint8) with the event's boxes and a label bar drawn on it (time in ``zone``)."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", None)
         raise EvidenceError(f"evidence frame must be a BGR uint8 image (H, W, 3), got shape {shape}")
@@ -67,8 +74,7 @@ def annotate(frame: np.ndarray, event: IncidentEvent) -> np.ndarray:
         p1 = (int(round(x * (w - 1))), int(round(y * (h - 1))))
         p2 = (int(round((x + bw) * (w - 1))), int(round((y + bh) * (h - 1))))
         cv2.rectangle(img, p1, p2, colour, thick + 1)
-    when = datetime.fromtimestamp(event.frame_ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-    label = f"{event.type.upper()} {event.severity} {event.state} | {event.camera_id} | {when}"
+    label = snapshot_label(event, zone)
     scale = max(0.35, w / 1600)
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     bar = th + base + 8
@@ -80,12 +86,13 @@ def annotate(frame: np.ndarray, event: IncidentEvent) -> np.ndarray:
 class EvidenceStore:
     """Stores annotated snapshots in ``bucket`` and hands out presigned URLs valid ``expiry_s``."""
 
-    def __init__(self, client: Minio, bucket: str, expiry_s: int) -> None:
+    def __init__(self, client: Minio, bucket: str, expiry_s: int, zone: tzinfo = timezone.utc) -> None:
         if not 1 <= expiry_s <= 7 * 24 * 3600:
             raise ValueError(f"presigned URL expiry must be 1 s .. 7 days, got {expiry_s} s")
         self.client = client
         self.bucket = bucket
         self.expiry_s = int(expiry_s)
+        self.zone = zone
 
     def ensure_bucket(self) -> None:
         """Create the alerts bucket if it is missing."""
@@ -94,7 +101,7 @@ class EvidenceStore:
 
     def store(self, event: IncidentEvent, frame: np.ndarray, frame_key: str | None) -> Evidence:
         """Annotate ``frame``, upload it, and return where it is with its digests and a URL."""
-        ok, buf = cv2.imencode(".jpg", annotate(frame, event), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        ok, buf = cv2.imencode(".jpg", annotate(frame, event, self.zone), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise EvidenceError(f"could not encode the snapshot of {event.incident_id} as JPEG")
         data = buf.tobytes()

@@ -46,7 +46,7 @@ def build_worker(config: Config) -> Worker:
     lock = StateDirLock(state_dir).acquire(config.worker.lock_wait_s)
     client = make_minio(config.s3)
     frames = FrameStore(client, config.s3.frames_bucket)
-    evidence = EvidenceStore(client, config.s3.alerts_bucket, config.s3.presign_expiry_s)
+    evidence = EvidenceStore(client, config.s3.alerts_bucket, config.s3.presign_expiry_s, config.console.zone())
     state = StateStore(state_dir / "state.db")
     publisher = MqttPublisher(config.mqtt, state, config.worker.name)
     worker = Worker(config, frames=frames, evidence=evidence, state=state, publisher=publisher)

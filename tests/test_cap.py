@@ -147,3 +147,26 @@ def test_bad_sender_and_naive_time_refused():
     with pytest.raises(ValueError, match="timezone"):
         cap_datetime(datetime(2025, 1, 1))
     assert cap_datetime(datetime(2025, 1, 1, 12, tzinfo=timezone.utc)) == "2025-01-01T12:00:00-00:00"
+
+
+def test_two_info_blocks_vietnamese_then_english_with_the_same_codes():
+    from zoneinfo import ZoneInfo
+
+    root = parse(cap_xml(payload(etype="flood"), CapSettings(), ZoneInfo("Asia/Ho_Chi_Minh")))
+    infos = root.findall("cap:info", NS)
+    assert [i.find("cap:language", NS).text for i in infos] == ["vi-VN", "en-US"]
+    vi, en = infos
+    for info in infos:
+        check_order(info, INFO_ORDER)
+    codes = ("category", "urgency", "severity", "certainty", "responseType", "onset")
+    assert [vi.find(f"cap:{c}", NS).text for c in codes] == [en.find(f"cap:{c}", NS).text for c in codes]
+    assert vi.find("cap:event", NS).text == "Ngập nước" and en.find("cap:event", NS).text == "Flooding"
+    assert vi.find("cap:headline", NS).text == "Ngập nước được phát hiện tại Main St & 5th, Mitte"
+    # measurements in plain words with units; human times in the configured zone with their offset
+    assert "diện tích cháy 2.5 %" in vi.find("cap:description", NS).text
+    assert "burning area 2.5 %" in en.find("cap:description", NS).text and "area_pct" not in en.find("cap:description", NS).text
+    assert "2025-11-23 03:40:26 +07" in en.find("cap:description", NS).text
+    assert vi.find("cap:resource/cap:resourceDesc", NS).text == "Ảnh chụp có đánh dấu"
+    assert vi.find("cap:severity", NS).text == "Severe"  # CAP's code, not a translation
+    note = parse(cap_xml(payload(test=True), CapSettings())).find("cap:note", NS).text
+    assert "không phải sự việc thật" in note and "not a real event" in note

@@ -201,7 +201,7 @@ def test_alert_appears_with_snapshot_and_ack_reaches_mqtt(console, tmp_path):
 
 
 def test_map_draws_tiles_from_the_tile_url(mqtt_broker):
-    """With a tile URL the map loads Web Mercator tiles around the cameras (a local tile server here)."""
+    """With a tile URL the Leaflet map loads Web Mercator tiles around the cameras (a local tile server here)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     ok, tile = cv2.imencode(".png", np.full((256, 256, 3), (60, 50, 40), np.uint8))
@@ -228,7 +228,7 @@ def test_map_draws_tiles_from_the_tile_url(mqtt_broker):
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(server.url)
-            page.wait_for_selector("#map image.tile", state="attached", timeout=10_000)
+            page.wait_for_selector("#map img.leaflet-tile", state="attached", timeout=10_000)
             assert wait_until(lambda: requested)
             z, x, y = (int(v) for v in requested[0].removesuffix(".png").strip("/").split("/"))
             # the cameras (lat ~10.98, lon ~106.65) span a few km: zoom 12-15 tiles around them

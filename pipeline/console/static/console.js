@@ -1,8 +1,8 @@
-// citywatch operations console: live incidents over Server-Sent Events, camera map, acknowledgements.
+// citywatch operations console: live incidents over Server-Sent Events, triage, alarm, camera map, acks.
 // No framework, no build step; every value from the server goes into the DOM as text (never HTML).
+// Needs i18n.js (t, fmtTime, measurement), alarm.js (triage, alarm) and map.js (cameraMap) first.
 "use strict";
 
-const SEVERITY_RANK = { minor: 1, moderate: 2, severe: 3, extreme: 4 };
 const KNOWN_TYPES = ["fire", "smoke", "flood", "congestion", "camera_offline", "camera_obstructed"];
 // 16x16 icons drawn as SVG paths (no icon font or emoji font needed on the operator's machine)
 const ICONS = {
@@ -13,7 +13,7 @@ const ICONS = {
   camera_offline: { d: "M1.5 5h3l1.2-2h4.6l1.2 2h3v8h-13zM8 11.2a2.6 2.6 0 1 0 0-5.2 2.6 2.6 0 0 0 0 5.2z" },
   camera_obstructed: { d: "M8 1.5a6.5 6.5 0 1 1 0 13 6.5 6.5 0 0 1 0-13zM3.8 4.9l7.3 7.3M5 3.6l7.4 7.4", stroke: true },
 };
-const state = { incidents: new Map(), cameras: new Map(), meta: {}, loaded: false, sound: false };
+const state = { incidents: new Map(), cameras: new Map(), workers: [], meta: {}, loaded: false, fresh: null };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -34,161 +34,132 @@ function svg(tag, attrs = {}) {
   return node;
 }
 
-function fmtTime(iso) {
-  if (!iso) return "–";
-  const d = new Date(iso);
-  return isNaN(d) ? String(iso) : d.toLocaleString(undefined, { month: "short", day: "2-digit",
-    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-}
-
-function fmtNumber(v) {
-  if (typeof v !== "number") return String(v);
-  return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
-}
-
-function label(type) { return (type || "?").replace(/_/g, " "); }
-
 // ---- live feed ------------------------------------------------------------------------------
 let source = null;
 function connect() {
   if (source) source.close();
-  setPill("link-status", "connecting…", "pending");
+  setPill("link-status", t("link.connecting"), "pending");
   source = new EventSource("/api/events");
-  source.addEventListener("open", () => setPill("link-status", "live", "ok"));
+  source.addEventListener("open", () => setPill("link-status", t("link.live"), "ok"));
   source.addEventListener("error", () => {
-    setPill("link-status", "reconnecting…", "bad");
+    setPill("link-status", t("link.reconnecting"), "bad");
     if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000); // e.g. server restarted with 5xx
   });
   source.addEventListener("snapshot", (e) => applySnapshot(JSON.parse(e.data)));
-  source.addEventListener("incident", (e) => applyIncident(JSON.parse(e.data).incident, true));
+  source.addEventListener("incident", (e) => applyIncident(JSON.parse(e.data).incident));
   source.addEventListener("camera", (e) => { const c = JSON.parse(e.data).camera; state.cameras.set(c.id, c); renderCameras(); });
+  source.addEventListener("workers", (e) => { state.workers = JSON.parse(e.data).workers; renderCameras(); });
   source.addEventListener("broker", (e) => setBroker(JSON.parse(e.data).connected));
 }
 
 function setPill(id, text, cls) { const p = $(id); p.textContent = text; p.className = "pill " + cls; }
-function setBroker(ok) { setPill("broker-status", ok ? "broker connected" : "broker unreachable", ok ? "ok" : "bad"); }
+function setBroker(ok) { setPill("broker-status", t(ok ? "broker.ok" : "broker.bad"), ok ? "ok" : "bad"); }
 
 function applySnapshot(snap) {
   state.meta = snap.meta || {};
-  const fresh = new Map();
-  for (const inc of snap.incidents) fresh.set(inc.incident_id, inc);
-  if (state.loaded) for (const inc of fresh.values()) cueIfNew(state.incidents.get(inc.incident_id), inc);
-  state.incidents = fresh;
+  setTimezone(state.meta.timezone);
+  alarm.configure(state.meta.alarm);
+  cameraMap.init(state.meta);
+  state.incidents = new Map(snap.incidents.map((i) => [i.incident_id, i]));
   state.cameras = new Map(snap.cameras.map((c) => [c.id, c]));
+  state.workers = snap.workers || [];
   state.loaded = true;
   setBroker(!!state.meta.broker_connected);
+  renderSound();
   renderAll();
 }
 
-function applyIncident(inc, live) {
+function applyIncident(inc) {
   const before = state.incidents.get(inc.incident_id);
   state.incidents.set(inc.incident_id, inc);
-  if (live) cueIfNew(before, inc);
+  if (!before || (!isAlarming(before, alarm.settings) && isAlarming(inc, alarm.settings))) state.fresh = inc.incident_id;
   renderIncidents();
   renderMap();
-}
-
-// ---- cue on a new severe incident ----------------------------------------------------------
-function cueIfNew(before, inc) {
-  const rank = SEVERITY_RANK[inc.severity] || 0;
-  const wasRank = before ? SEVERITY_RANK[before.severity] || 0 : 0;
-  if (rank >= 3 && wasRank < 3 && inc.state !== "end" && !inc.ack) {
-    flash();
-    if (state.sound && !inc.test) beep(rank === 4 ? 3 : 2);
-    state.fresh = inc.incident_id;
-  }
-}
-
-function flash() {
-  const f = $("flash");
-  f.classList.remove("on"); void f.offsetWidth; f.classList.add("on");
-}
-
-let audio = null;
-function beep(times) {
-  audio = audio || new AudioContext();
-  for (let i = 0; i < times; i++) {
-    const osc = audio.createOscillator(), gain = audio.createGain(), t = audio.currentTime + i * 0.35;
-    osc.type = "square"; osc.frequency.value = 880;
-    gain.gain.setValueAtTime(0.0001, t); gain.gain.exponentialRampToValueAtTime(0.2, t + 0.02);
-    gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.25);
-    osc.connect(gain).connect(audio.destination); osc.start(t); osc.stop(t + 0.3);
-  }
 }
 
 // ---- incidents ----------------------------------------------------------------------------
 function filtered() {
   const type = $("filter-type").value, district = $("filter-district").value;
   const openOnly = $("filter-open").checked, showTest = $("filter-test").checked;
-  return [...state.incidents.values()]
-    .filter((i) => (!type || i.type === type) && (!district || i.district === district)
-      && (!openOnly || i.state !== "end") && (showTest || !i.test))
-    .sort((a, b) => (b.started_at || "").localeCompare(a.started_at || ""));
+  return [...state.incidents.values()].filter((i) => (!type || i.type === type) && (!district || i.district === district)
+    && (!openOnly || i.state !== "end") && (showTest || !i.test));
 }
 
 function renderIncidents() {
   refreshFilterOptions();
-  const list = $("incident-list");
-  const items = filtered();
-  list.replaceChildren(...items.map(incidentCard));
-  $("empty-note").hidden = items.length > 0;
-  const open = [...state.incidents.values()].filter((i) => i.state !== "end" && !i.test);
-  $("count-active").textContent = `${open.length} open`;
-  const unacked = open.filter((i) => !i.ack).length;
-  $("count-unacked").textContent = `${unacked} unacknowledged`;
+  const groups = triage(filtered(), alarm.settings);
+  const sections = [["pinned", "list.pinned"], ["open", "list.open"], ["ended", "list.ended"]]
+    .filter(([name]) => groups[name].length)
+    .map(([name, key]) => el("section", { class: `group group-${name}`, "data-group": name },
+      el("h2", { class: "group-title", text: `${t(key)} (${groups[name].length})` }), ...groups[name].map(incidentCard)));
+  $("incident-list").replaceChildren(...sections);
+  $("empty-note").hidden = sections.length > 0;
+  const all = [...state.incidents.values()], open = all.filter((i) => i.state !== "end");
+  const live = open.filter((i) => !i.test), unacked = live.filter((i) => !i.ack).length;
+  $("count-live").textContent = t("count.open_live", { n: live.length });
+  $("count-test").textContent = t("count.open_test", { n: open.length - live.length });
+  $("count-test").classList.toggle("zero", open.length === live.length);
+  $("count-unacked").textContent = t("count.unacked", { n: unacked });
   $("count-unacked").classList.toggle("zero", unacked === 0);
+  const alarming = all.filter((i) => isAlarming(i, alarm.settings));
+  $("alarm-bar").hidden = !alarming.length;
+  $("alarm-text").textContent = t("alarm.title", { n: alarming.length });
+  alarm.update(alarming);
 }
 
+function minutesSince(iso) { const ms = Date.now() - Date.parse(iso); return isFinite(ms) ? Math.max(0, Math.floor(ms / 60000)) : 0; }
+
 function incidentCard(inc) {
-  const ended = inc.state === "end";
-  const card = el("article", { class: `incident sev-${inc.severity || "minor"}${ended ? " ended" : ""}${inc.ack ? " acked" : ""}${state.fresh === inc.incident_id ? " fresh" : ""}`,
-    "data-incident": inc.incident_id });
+  const ended = inc.state === "end", sev = inc.severity || "minor", alarming = isAlarming(inc, alarm.settings);
+  const card = el("article", { class: `incident sev-${sev}${ended ? " ended" : ""}${inc.ack ? " acked" : ""}`
+    + `${alarming ? " alarming" : ""}${inc.escalated_at ? " escalated" : ""}${state.fresh === inc.incident_id ? " fresh" : ""}`,
+    "data-incident": inc.incident_id, "data-severity": sev });
   const badges = el("div", { class: "badges" },
-    el("span", { class: `badge sev ${inc.severity}`, text: inc.severity || "?" }),
-    el("span", { class: `badge state ${ended ? "ended" : "open"}`, text: ended ? "ended" : inc.state === "start" ? "new" : "ongoing" }),
-    inc.test ? el("span", { class: "badge test", text: "TEST" }) : null);
-  const head = el("header", {},
-    el("h3", {}, typeIcon(inc.type), label(inc.type)), badges);
-  const where = el("p", { class: "where" },
-    el("strong", { text: inc.camera_name || inc.camera_id }),
-    el("span", { text: inc.district ? ` · ${inc.district}` : "" }),
-    el("span", { class: "muted", text: ` · ${inc.camera_id}` }));
-  const when = el("p", { class: "when muted", text: `started ${fmtTime(inc.started_at)}` +
-    (ended ? ` · ended ${fmtTime(inc.ended_at)}` : ` · last frame ${fmtTime(inc.frame_time)}`) +
-    (inc.peak_severity && inc.peak_severity !== inc.severity ? ` · peak ${inc.peak_severity}` : "") });
+    inc.escalated_at && !inc.ack && !ended ? el("span", { class: "badge escalated", text: t("badge.escalated") }) : null,
+    inc.test ? el("span", { class: "badge test", text: t("badge.test") }) : null,
+    el("span", { class: "badge sev", text: severityName(sev) }),
+    el("span", { class: `badge state ${ended ? "ended" : "open"}`, text: t(ended ? "badge.ended" : "badge.open") }));
+  const head = el("header", {}, el("h3", {}, typeIcon(inc.type), typeName(inc.type)), badges);
+  const where = el("p", { class: "where" }, el("strong", { text: inc.camera_name || inc.camera_id }),
+    el("span", { text: inc.district ? ` · ${inc.district}` : "" }), el("span", { class: "muted", text: ` · ${inc.camera_id}` }));
+  const parts = [t("card.started", { time: fmtTime(inc.started_at) }),
+    ended ? t("card.ended", { time: fmtTime(inc.ended_at) }) : t("card.last_frame", { time: fmtTime(inc.frame_time) })];
+  if (inc.peak_severity && inc.peak_severity !== inc.severity) parts.push(t("card.peak", { severity: severityName(inc.peak_severity) }));
+  if (alarming && inc.alarm_since) parts.push(t("card.unacked_for", { minutes: minutesSince(inc.alarm_since) }));
+  const when = el("p", { class: "when muted", text: parts.join(" · ") });
   const snap = inc.snapshot_url
     ? el("a", { class: "snapshot", href: inc.snapshot_url, target: "_blank", rel: "noopener noreferrer" },
-        el("img", { src: inc.snapshot_url, alt: `annotated snapshot of ${label(inc.type)} at ${inc.camera_name}`, loading: "lazy" }))
-    : el("div", { class: "snapshot none", text: "no snapshot" });
-  const rows = Object.entries(inc.measurements || {}).map(([k, v]) =>
-    el("tr", {}, el("th", { text: label(k) }), el("td", { text: fmtNumber(v) })));
-  if (inc.level) rows.unshift(el("tr", {}, el("th", { text: "level" }), el("td", { text: inc.level })));
-  if (typeof inc.confidence === "number") rows.push(el("tr", {}, el("th", { text: "confidence" }), el("td", { text: `${Math.round(inc.confidence * 100)} %` })));
-  const measures = el("table", { class: "measures" }, el("tbody", {}, ...rows));
+        el("img", { src: inc.snapshot_url, alt: t("card.snapshot_alt", { type: typeName(inc.type), camera: inc.camera_name }), loading: "lazy" }))
+    : el("div", { class: "snapshot none", text: t("card.no_snapshot") });
+  const rows = Object.entries(inc.measurements || {}).map(([k, v]) => {
+    const [name, value] = measurement(k, v);
+    return el("tr", { "data-measure": k }, el("th", { text: name }), el("td", { text: value }));
+  });
+  if (inc.level) rows.unshift(el("tr", {}, el("th", { text: t("card.level") }), el("td", { text: inc.level })));
+  if (typeof inc.confidence === "number") rows.push(el("tr", {}, el("th", { text: t("card.confidence") }), el("td", { text: `${Math.round(inc.confidence * 100)} %` })));
   const timeline = el("ol", { class: "timeline" }, ...inc.messages.map((m) =>
-    el("li", { class: `st-${m.state}`, title: `message #${m.seq}` },
-      el("span", { class: "seq", text: `#${m.seq}` }), ` ${m.state} · ${m.severity || "?"} · ${fmtTime(m.time)}`)));
+    el("li", { class: `st-${m.state}`, title: t("card.message", { seq: m.seq }) },
+      el("span", { class: "seq", text: `#${m.seq}` }), ` ${t(`state.${m.state}`)} · ${severityName(m.severity)} · ${fmtTime(m.time)}`)));
   const ack = inc.ack
-    ? el("p", { class: "ack-done", text: `✔ acknowledged by ${inc.ack.operator} at ${fmtTime(inc.ack.time)}` })
-    : el("button", { class: "ack", type: "button", onclick: (e) => acknowledge(inc, e.currentTarget) }, "Acknowledge");
-  const body = el("div", { class: "body" }, snap,
-    el("div", { class: "details" }, measures, timeline));
+    ? el("p", { class: "ack-done", text: t("ack.done", { operator: inc.ack.operator, time: fmtTime(inc.ack.time) }) })
+    : el("button", { class: "ack", type: "button", onclick: (e) => acknowledge(inc, e.currentTarget) }, t("ack.button"));
+  const body = el("div", { class: "body" }, snap, el("div", { class: "details" }, el("table", { class: "measures" }, el("tbody", {}, ...rows)), timeline));
   card.append(head, where, when, body, el("footer", {}, ack, el("span", { class: "iid muted", text: inc.incident_id })));
   return card;
 }
 
 async function acknowledge(inc, button) {
-  let operator = $("operator").value.trim();
+  const operator = $("operator").value.trim();
   if (!operator) { $("operator").focus(); $("operator").classList.add("need"); return; }
   localStorage.setItem("citywatch.operator", operator);
-  button.disabled = true; button.textContent = "Sending…";
+  button.disabled = true; button.textContent = t("ack.sending");
   try {
     const r = await fetch(`/api/incidents/${encodeURIComponent(inc.incident_id)}/ack`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ operator }) });
     if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || `HTTP ${r.status}`);
-    button.textContent = "Sent, waiting for broker…"; // the ack topic round trip marks it acknowledged
+    button.textContent = t("ack.waiting"); // the ack topic round trip marks it acknowledged
   } catch (err) {
-    button.disabled = false; button.textContent = "Acknowledge";
+    button.disabled = false; button.textContent = t("ack.button");
     button.after(el("span", { class: "error", text: ` ${err.message}` }));
   }
 }
@@ -197,84 +168,51 @@ function refreshFilterOptions() {
   const types = new Set(KNOWN_TYPES), districts = new Set();
   for (const i of state.incidents.values()) { types.add(i.type); if (i.district) districts.add(i.district); }
   for (const c of state.cameras.values()) if (c.district) districts.add(c.district);
-  fillSelect($("filter-type"), [...types].sort(), "all types", label);
-  fillSelect($("filter-district"), [...districts].sort(), "all districts", (d) => d);
+  fillSelect($("filter-type"), [...types].sort(), t("filter.all_types"), typeName);
+  fillSelect($("filter-district"), [...districts].sort(), t("filter.all_districts"), (d) => d);
 }
 
 function fillSelect(select, values, allText, show) {
-  const current = select.value;
-  const key = values.join("|");
+  const current = select.value, key = values.join("|");
   if (select.dataset.key === key) return;
   select.dataset.key = key;
   select.replaceChildren(el("option", { value: "", text: allText }), ...values.map((v) => el("option", { value: v, text: show(v) })));
   select.value = values.includes(current) ? current : "";
 }
 
-// ---- cameras: health table and map --------------------------------------------------------
+// ---- cameras: health, honestly: a report that stopped coming is stale, then offline ---------
 function health(cam) {
   const s = cam.status;
-  if (!s || !s.state) return { state: "unknown", note: "no status report yet" };
-  const age = (Date.now() - Date.parse(s.checked_at)) / 1000;
-  if (isFinite(age) && age > (state.meta.offline_after_s || 120)) return { state: "offline", note: `no status report for ${Math.round(age)} s` };
-  return { state: s.state, note: `silent ${fmtNumber(s.silent_s ?? 0)} s` };
+  if (!s || !s.state) return { state: "unknown", label: t("health.unknown"), note: t("health.no_report_yet") };
+  const reported = Date.parse(s.checked_at), age = (Date.now() - reported) / 1000;
+  const down = state.workers.find((w) => w.state === "offline" && Date.parse(w.ts) >= reported - 5000);
+  if (down) return { state: "offline", label: t("health.worker_offline"), note: t("health.worker_down", { worker: down.name, time: fmtTime(down.ts) }) };
+  if (isFinite(age) && age > (state.meta.offline_after_s || 120)) return { state: "offline", label: t("health.offline"), note: t("health.no_report_for", { seconds: Math.round(age) }) };
+  if (isFinite(age) && age > (state.meta.stale_after_s || 30)) return { state: "stale", label: t("health.stale"), note: t("health.no_report_for", { seconds: Math.round(age) }) };
+  const known = ["online", "stale", "offline"].includes(s.state) ? s.state : "unknown";
+  return { state: known, label: t(`health.${known}`), note: t("health.silent", { seconds: fmtNumber(s.silent_s ?? 0) }) };
 }
 
 function renderCameras() {
   const rows = [...state.cameras.values()].sort((a, b) => a.id.localeCompare(b.id)).map((c) => {
     const h = health(c);
-    return el("tr", { "data-camera": c.id },
+    return el("tr", { "data-camera": c.id, "data-health": h.state },
       el("td", {}, el("strong", { text: c.name }), el("div", { class: "muted", text: c.id })),
       el("td", { text: c.district || "–" }),
-      el("td", { title: h.note }, el("i", { class: `dot ${h.state}` }), ` ${h.state === "unknown" ? "no report" : h.state}`),
+      el("td", { title: h.note }, el("i", { class: `dot ${h.state}` }), ` ${h.label}`, el("div", { class: "muted", text: h.note })),
       el("td", { text: fmtTime(c.status && c.status.last_frame_time) }),
       el("td", { text: c.status && c.status.fps ? fmtNumber(c.status.fps) : "–" }));
   });
   $("camera-rows").replaceChildren(...rows);
+  $("workers").replaceChildren(...state.workers.map((w) => el("span", { class: `pill ${w.state === "online" ? "ok" : "bad"}`,
+    "data-worker": w.name, title: w.reason || "", text: `${w.name}: ${t(w.state === "online" ? "health.online" : "health.offline")}` })));
+  $("workers-panel").hidden = !state.workers.length;
   renderMap();
 }
 
-const W = 600, H = 380, PAD = 48;
-function mercator(lat, lon) {
-  const s = Math.sin((Math.max(-85, Math.min(85, lat)) * Math.PI) / 180);
-  return [(lon + 180) / 360, 0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)];
-}
-
 function renderMap() {
-  const map = $("map");
-  const cams = [...state.cameras.values()].filter((c) => typeof c.lat === "number" && typeof c.lon === "number");
-  map.replaceChildren();
-  if (!cams.length) { map.append(svgText(W / 2, H / 2, "no camera positions in the registry", "map-note")); return; }
-  const pts = cams.map((c) => mercator(c.lat, c.lon));
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
-  const span = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1e-5);
-  const scale = Math.min((W - 2 * PAD) / span, (H - 2 * PAD) / span);
-  const cx = (Math.max(...xs) + Math.min(...xs)) / 2, cy = (Math.max(...ys) + Math.min(...ys)) / 2;
-  const project = (p) => [W / 2 + (p[0] - cx) * scale, H / 2 + (p[1] - cy) * scale];
-  map.append(svg("rect", { x: 0, y: 0, width: W, height: H, class: "map-bg" }));
-  if (state.meta.tile_url) drawTiles(map, scale, cx, cy);
-  else for (let g = 0; g <= W; g += 40) { map.append(svg("line", { x1: g, y1: 0, x2: g, y2: H, class: "grid" })); if (g <= H) map.append(svg("line", { x1: 0, y1: g, x2: W, y2: g, class: "grid" })); }
-  const byDistrict = new Map();
-  cams.forEach((c, i) => { if (c.district) (byDistrict.get(c.district) || byDistrict.set(c.district, []).get(c.district)).push(project(pts[i])); });
-  for (const [name, ps] of byDistrict) {
-    const mx = ps.reduce((s, p) => s + p[0], 0) / ps.length, my = ps.reduce((s, p) => s + p[1], 0) / ps.length;
-    map.append(svgText(mx, my - 26, name.toUpperCase(), "district-label"));
-  }
-  const open = new Map();
-  for (const i of state.incidents.values()) if (i.state !== "end") {
-    const r = SEVERITY_RANK[i.severity] || 0;
-    if (r > (open.get(i.camera_id) || 0)) open.set(i.camera_id, r);
-  }
-  cams.forEach((c, i) => {
-    const [x, y] = project(pts[i]);
-    const g = svg("g", { class: "cam", "data-camera": c.id });
-    const sev = open.get(c.id);
-    if (sev) g.append(svg("circle", { cx: x, cy: y, r: 16, class: `halo sev-${Object.keys(SEVERITY_RANK)[sev - 1]}` }));
-    g.append(svg("circle", { cx: x, cy: y, r: 7, class: `cam-dot ${health(c).state}` }));
-    g.append(svgText(x + 11, y + 4, c.name, "cam-label"));
-    const title = svg("title"); title.textContent = `${c.name} (${c.id}) · ${health(c).state}${sev ? " · open incident" : ""}`;
-    g.append(title);
-    g.addEventListener("click", () => { if (c.district) { $("filter-district").value = c.district; renderIncidents(); } });
-    map.append(g);
+  cameraMap.render([...state.cameras.values()], [...state.incidents.values()], health, (c) => {
+    if (c.district) { $("filter-district").value = c.district; renderIncidents(); }
   });
 }
 
@@ -286,33 +224,36 @@ function typeIcon(type) {
   return box;
 }
 
-function svgText(x, y, text, cls) { const t = svg("text", { x, y, class: cls }); t.textContent = text; return t; }
-
-function drawTiles(map, scale, cx, cy) {
-  const z = Math.max(0, Math.min(19, Math.round(Math.log2(scale / 256))));
-  const n = 2 ** z, tilePx = scale / n;
-  const x0 = Math.floor((cx - W / 2 / scale) * n), x1 = Math.floor((cx + W / 2 / scale) * n);
-  const y0 = Math.floor((cy - H / 2 / scale) * n), y1 = Math.floor((cy + H / 2 / scale) * n);
-  for (let tx = x0; tx <= x1; tx++) for (let ty = Math.max(0, y0); ty <= Math.min(n - 1, y1); ty++) {
-    const href = state.meta.tile_url.replace("{z}", z).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
-    map.append(svg("image", { href, x: W / 2 + (tx / n - cx) * scale, y: H / 2 + (ty / n - cy) * scale,
-      width: tilePx + 0.5, height: tilePx + 0.5, class: "tile" }));
-  }
+function renderSound() {
+  const b = $("sound-toggle");
+  b.textContent = !alarm.soundOn ? t("sound.off") : alarm.soundBlocked() ? t("sound.blocked") : t("sound.on");
+  b.setAttribute("aria-pressed", String(alarm.soundOn));
+  b.classList.toggle("blocked", alarm.soundBlocked());
 }
 
-function renderAll() { renderIncidents(); renderCameras(); }
+function renderClock() { $("clock").textContent = `${fmtTime(new Date().toISOString())} ${zoneOffset()}`; }
+function renderAll() { renderIncidents(); renderCameras(); renderClock(); }
 
 // ---- wiring -------------------------------------------------------------------------------
-document.addEventListener("DOMContentLoaded", () => {
+document.addEventListener("DOMContentLoaded", async () => {
   $("operator").value = localStorage.getItem("citywatch.operator") || "";
   $("operator").addEventListener("input", () => $("operator").classList.remove("need"));
   for (const id of ["filter-type", "filter-district", "filter-open", "filter-test"]) $(id).addEventListener("change", renderIncidents);
-  $("sound-toggle").addEventListener("click", (e) => {
-    state.sound = !state.sound;
-    if (state.sound) { audio = audio || new AudioContext(); audio.resume(); beep(1); }
-    e.currentTarget.textContent = state.sound ? "♪ Sound on" : "♪ Sound off";
-    e.currentTarget.setAttribute("aria-pressed", String(state.sound));
+  $("sound-toggle").addEventListener("click", () => {
+    alarm.soundOn = alarm.soundBlocked() ? true : !alarm.soundOn;
+    if (alarm.soundOn) alarm.ensureAudio();
+    setTimeout(renderSound, 100);
   });
-  setInterval(renderCameras, 5000); // health ages even when no message arrives
+  document.addEventListener("click", () => { if (alarm.soundOn) { alarm.ensureAudio(); setTimeout(renderSound, 100); } }, { capture: true });
+  $("notify-toggle").addEventListener("click", async () => {
+    if ("Notification" in window) await Notification.requestPermission();
+    $("notify-toggle").classList.toggle("on", "Notification" in window && Notification.permission === "granted");
+  });
+  $("notify-toggle").classList.toggle("on", "Notification" in window && Notification.permission === "granted");
+  await loadStrings().catch((err) => console.error(err));
+  alarm.ensureAudio();
+  renderSound();
+  setInterval(() => { renderCameras(); renderClock(); }, 5000); // health ages even when no message arrives
+  setInterval(() => { if (state.loaded) renderIncidents(); }, 30000); // "unacknowledged for N min"
   connect();
 });

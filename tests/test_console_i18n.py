@@ -1,0 +1,91 @@
+"""The vi/en catalogue: same keys in both, every key the page uses exists, plain measurement words with
+units, local time with offset, the snapshot label in the configured zone and the page's strings route."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from starlette.testclient import TestClient
+
+from pipeline.config import ConfigError, config_from_dict
+from pipeline.console import create_app
+from pipeline.evidence import snapshot_label
+from pipeline.i18n import MEASURE_KINDS, catalogue, local_time
+from pipeline.incidents import IncidentEvent
+
+ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "pipeline" / "console" / "static"
+HCM = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def test_both_catalogues_hold_the_same_keys_and_placeholders():
+    vi, en = catalogue("vi").strings, catalogue("en").strings
+    assert set(vi) == set(en)
+    for key in en:
+        assert set(re.findall(r"{(\w+)}", vi[key])) == set(re.findall(r"{(\w+)}", en[key])), key
+        assert vi[key].strip(), key
+    assert sum(vi[k] == en[k] for k in en) < 15  # translated, not copied (units and "Camera" may match)
+
+
+def test_every_key_the_page_uses_is_in_the_catalogue():
+    used = set()
+    for name in ("index.html", *[p.name for p in STATIC.glob("*.js")]):
+        text = (STATIC / name).read_text(encoding="utf-8")
+        used |= set(re.findall(r'data-i18n(?:-title|-placeholder)?="([\w.]+)"', text))
+        used |= set(re.findall(r'\bt\("([\w.]+)"', text))
+    assert len(used) > 40
+    missing = sorted(used - set(catalogue("en").strings))
+    assert not missing, missing
+
+
+def test_page_has_no_untranslated_text():
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    body = re.sub(r"<script.*?</script>|<svg.*?</svg>", "", html.split("<body>", 1)[1], flags=re.S)
+    for text in re.findall(r">([^<>]+)<", body):
+        words = text.replace("citywatch", "")  # the product's name is not translated
+        assert not re.search(r"[A-Za-z]{3,}", words), f"text outside the catalogue: {text.strip()!r}"
+
+
+def test_measurements_read_in_plain_words_with_units():
+    vi, en = catalogue("vi"), catalogue("en")
+    assert en.measurement("flooded_pct_smoothed", 64.21) == ("road under water (smoothed)", "64 %")
+    assert vi.measurement("water_level_index", 0.31) == ("mực nước", "31 %")
+    assert vi.measurement("frozen_s", 12.0) == ("ảnh đứng yên trong", "12 giây")
+    assert en.measurement("covered", 1.0) == ("lens covered", "yes") and en.value("growth", 2.14) == "x2.1"
+    for key in MEASURE_KINDS:
+        assert f"measure.{key}" in en.strings, key
+
+
+def test_local_time_and_snapshot_label_in_the_configured_zone():
+    assert local_time(1_764_700_000, HCM) == "2025-12-03 01:26:40 +07"
+    assert local_time(1_764_700_000, ZoneInfo("Asia/Kolkata")).endswith("+05:30")
+    event = IncidentEvent(incident_id="cam-1-fire-1", camera_id="cam-1", type="fire", state="start", seq=1,
+                          severity="extreme", confidence=0.9, frame_ts=1_764_700_000, started_ts=1_764_700_000)
+    assert snapshot_label(event, HCM) == "FIRE extreme start | cam-1 | 2025-12-03 01:26:40 +07"
+
+
+def test_config_refuses_unknown_language_zone_and_bad_push_or_store():
+    for bad, field in [({"language": "fr"}, "console.language"), ({"timezone": "Saigon/Nowhere"}, "console.timezone"),
+                       ({"store": {"url": "mysql://x"}}, "console.store.url"),
+                       ({"store": {"table_prefix": "Bad-Prefix"}}, "console.store.table_prefix"),
+                       ({"alarm": {"repeat_s": 0.5}}, "console.alarm.repeat_s"),
+                       ({"map": {"tile_url": "javascript:x"}}, "console.map.tile_url")]:
+        with pytest.raises(ConfigError, match=re.escape(field)):
+            config_from_dict({"console": bad}, env={})
+
+
+def test_i18n_route_serves_the_configured_language_and_lang_override():
+    cfg = config_from_dict({"mqtt": {"url": "mqtt://127.0.0.1:1", "topic_prefix": "cwi18n"}}, env={})
+    with TestClient(create_app(cfg, client_id="console-i18n", extra_hosts=["testserver"], tick_s=60)) as client:
+        body = client.get("/api/i18n").json()
+        assert body["language"] == "vi" and body["strings"]["ack.button"] == "Xác nhận"
+        assert client.get("/api/i18n?lang=en").json()["strings"]["ack.button"] == "Acknowledge"
+        assert client.get("/api/i18n?lang=xx").status_code == 400
+        meta = client.get("/api/state").json()["meta"]
+        assert meta["timezone"] == "Asia/Ho_Chi_Minh" and meta["alarm"]["repeat_s"] == 20.0
+        assert client.get("/static/vendor/leaflet.js").status_code == 200
+        assert client.get("/static/vendor/images/marker-icon.png").headers["content-type"] == "image/png"
+        assert client.get("/static/vendor/../server.py").status_code == 404
