@@ -100,7 +100,8 @@ def _has_end_of_image(data: bytes) -> bool:
     a camera's metadata trailer) are fine; an EOI inside an APP segment (an EXIF thumbnail's)
     does not count, so a frame cut off in its scan data is still found truncated."""
     scan = next((pos for marker, pos, _ in _segments(data) if marker == _SOS), None)
-    return scan is not None and data.find(_EOI, scan) != -1
+    # Searched from the end, where the marker of a whole frame is: not through the scan data.
+    return scan is not None and data.rfind(_EOI, scan) != -1
 
 
 def reduction_for(width: int, max_width: int | None) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -82,7 +83,8 @@ class SeaweedS3:
     """
 
     def __init__(self, port: int | None = None, workdir: Path | None = None,
-                 identities: dict[str, S3Identity] | None = None) -> None:
+                 identities: dict[str, S3Identity] | None = None, extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         from pipeline.embedded import free_port
 
         self.port = port or free_port()
@@ -96,6 +98,7 @@ class SeaweedS3:
         self._ports = {name: free_port() for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
             "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")}
+        self.extra_args, self.env = tuple(extra_args), env
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None  # how long the last start took until S3 answered
 
@@ -118,13 +121,14 @@ class SeaweedS3:
                 # Each bucket gets its own volume; small volumes let a test session make hundreds.
                 "-master.volumeSizeLimitMB=32", "-volume.max=4000"]
         args += [f"-{name}={port}" for name, port in self._ports.items()]
-        return args
+        return args + list(self.extra_args)
 
     def start(self) -> "SeaweedS3":
         started = time.monotonic()
         log_file = open(self.workdir / "weed.log", "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir,
+                                     env=None if self.env is None else {**os.environ, **self.env})
         log_file.close()
         try:
             self._wait_ready(started + START_TIMEOUT_S)

@@ -23,7 +23,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from pipeline.config import S3Settings
 from pipeline.decode import BadFrame, decode_frame, jpeg_dimensions
-from pipeline.keys import InvalidFrameKey, camera_prefix, frame_key, last_frame_key, parse_frame_key
+from pipeline.keys import FrameKey, InvalidFrameKey, camera_prefix, frame_key, last_frame_key, parse_frame_key
 
 __all__ = [
     "BadFrame", "FrameStore", "FrameStoreUnavailable", "FrameTooLarge", "ListResult",
@@ -50,10 +50,11 @@ class FrameMissing(BadFrame):
 
 @dataclass
 class ListResult:
-    """New frame keys in time order, and keys outside the contract with the reason (``truncated``:
+    """New frame keys in time order (and parsed), and keys outside the contract with the reason (``truncated``:
     the listing stopped at :data:`MAX_REJECTED_PER_LISTING` of them)."""
 
     keys: list[str] = field(default_factory=list)
+    parsed: list[FrameKey] = field(default_factory=list)  # ``keys`` parsed (the worker needs no second parse)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     truncated: bool = False
 
@@ -185,7 +186,7 @@ class FrameStore:
                                                 start_after=after_key or None):
                 key = obj.object_name
                 try:
-                    parse_frame_key(key)  # keys outside the contract are rejected, not fed
+                    parsed = parse_frame_key(key)  # keys outside the contract are rejected, not fed
                 except InvalidFrameKey as exc:
                     result.rejected.append((key, str(exc)))
                     if key > last:
@@ -195,6 +196,7 @@ class FrameStore:
                         break
                     continue
                 result.keys.append(key)
+                result.parsed.append(parsed)
                 if len(result.keys) >= limit:
                     break
             return result

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+
 from pipeline.acks import AckRecorder
 from pipeline.config import Config
 from pipeline.evidence import EvidenceStore
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 #: Cameras processed at once. Twice the cores: while one thread waits for S3 the others decode
 #: and detect (OpenCV and numpy release the GIL); `citywatch bench` measured 2 threads well below 4.
 THREADS = 4
+#: OpenCV's own threads per process while a session runs. The session already works on several
+#: cameras at once (and a box runs a process per shard); OpenCV's pool on top only adds threads that
+#: spin between small calls: profiled at ~1 ms of CPU per 720p frame in them, for no throughput.
+OPENCV_THREADS = 1
 #: How long the sender thread waits for the broker's PUBACKs before it looks for new alerts again.
 SEND_WAIT_S = 2.0
 
@@ -119,6 +125,7 @@ class WatchSession:
     def start(self) -> "WatchSession":
         if not self._started:
             serve_from_env()  # /metrics when CITYWATCH_METRICS_PORT is set (once per process)
+            cv2.setNumThreads(OPENCV_THREADS)
             for store in (self.worker.frames, self.worker.evidence):
                 try:
                     store.ensure_bucket()

@@ -147,8 +147,7 @@ class Worker:
         now = self.clock()
         counts: Counter = Counter()  # persistent counters not yet committed
         health_changed = False
-        for key in listing.keys:
-            fk = parse_frame_key(key)
+        for key, fk in zip(listing.keys, listing.parsed):
             if fk.ts > now + w.max_future_s:
                 # Later keys are later still: leave them (and the checkpoint) until their time comes.
                 result.skipped["future_time"] += 1
