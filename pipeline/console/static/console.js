@@ -119,7 +119,7 @@ function incidentCard(inc) {
     inc.test ? el("span", { class: "badge test", text: t("badge.test") }) : null,
     el("span", { class: "badge sev", text: severityName(sev) }),
     el("span", { class: `badge state ${ended ? "ended" : "open"}`, text: t(ended ? "badge.ended" : "badge.open") }));
-  const head = el("header", {}, el("h3", {}, typeIcon(inc.type), typeName(inc.type)), badges);
+  const head = el("header", {}, el("h3", {}, typeIcon(inc.type), el("span", { class: "type-name", text: typeName(inc.type) })), badges);
   const where = el("p", { class: "where" }, el("strong", { text: inc.camera_name || inc.camera_id }),
     el("span", { text: inc.district ? ` · ${inc.district}` : "" }), el("span", { class: "muted", text: ` · ${inc.camera_id}` }));
   const parts = [t("card.started", { time: fmtTime(inc.started_at) }),
