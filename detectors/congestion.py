@@ -93,6 +93,11 @@ class CongestionSettings(DetectorSettings):
         8.0, gt=0, le=100, description="Smallest road zone (% of the region) that is judged")
     change_level: int = Field(18, ge=1, le=255, description="Grey change that counts as motion")
     edge_level: int = Field(30, ge=1, le=255, description="Local contrast that counts as vehicle")
+    jam_hold_s: float = Field(
+        1.0, ge=0, le=600,
+        description="A jam (LOS F) must hold this long (s of frame time, unbroken) before the flag "
+                    "rises: a signal cycle's red phase or a freshly seen marking-covered junction "
+                    "does not; fitted with the other rule settings (citywatch evaluate --folds source)")
 
     def scaled(self) -> tuple[float, float, float]:
         """(heavy occupancy, medium occupancy, stalled fast share) as fractions, shifted by
@@ -135,6 +140,7 @@ class CongestionDetector:
         self._last_ts: float | None = None
         self._rigidity: float | None = None
         self._rigidity_ts = 0.0
+        self._jam_since: float | None = None  # frame time the current unbroken LOS F run began
 
     def _reset(self, shape: tuple[int, int]) -> None:
         """Start over at a new working size (first frame, or the camera changed resolution)."""
@@ -142,6 +148,7 @@ class CongestionDetector:
         self._history.clear()
         self._last_ts = None
         self._rigidity = None
+        self._jam_since = None
         self._mask = region_mask(self.settings.regions, *shape)
         self._whole_frame = not self.settings.regions
         self._region_px = max(1, count(self._mask))
@@ -279,7 +286,8 @@ class CongestionDetector:
         los = level_of_service(occupancy, motion.fast, heavy, medium, stalled)
         if los == 5 and (rigid < s.min_rigidity or surface < s.min_road_surface_pct / 100):
             los = 4  # dense and slow, but not like vehicles on a road (flames, foliage, smoke)
-        active = los == 5
+        self._jam_since = (self._jam_since if self._jam_since is not None else ts) if los == 5 else None
+        active = los == 5 and ts - self._jam_since >= s.jam_hold_s
         if los <= 2 and motion.fast >= FREE_FLOW and motion.spots >= 8:
             self._learn_structure(texture, ts)  # free flow: what stays textured is the road's
         meas.update(occupancy_pct=round(100 * occupancy, 2), los=float(los),

@@ -7,6 +7,9 @@ Once the camera has shown enough frames judged dry, a per-cell dry reference (ru
 of texture and orientation, so passing cars do not count) is used instead: a cell only counts
 as water if it *changed* toward water (its texture dropped well below the dry reference, or
 horizontal ripple structure appeared).
+Smooth sheets connected to the top of the frame (sky, fog, a calm sea up to the horizon, see
+``flood_sky``) are never road: their cells do not count, and a view left with too little road
+is not judged.
 So a pond beside the road or a naturally smooth road surface never alarms on a fixed camera,
 and a wet road, which keeps its texture, does not either. A global scene change held for a few
 frames (day/night switch, IR mode, camera moved) drops the reference and starts a new one.
@@ -51,6 +54,7 @@ from detectors.flood_features import (
     water_maps,
 )
 from detectors.flood_mirror import ground_levels, mirror_puddles
+from detectors.flood_sky import open_sky
 
 TEXTURE_LOSS = 0.6  # texture below this share of the dry reference counts as lost
 ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that counts
@@ -89,7 +93,7 @@ class FloodSettings(DetectorSettings):
     )
     working_width: int = Field(320, ge=80, le=1280, description="Width (px) the detector works at")
     cold_start_factor: float = Field(
-        2.0, ge=1.0, le=10.0,
+        2.5, ge=1.0, le=10.0,
         description="Until the dry reference is mature (stills, a new camera, a re-baselined scene) "
                     "the water evidence must reach this many times the thresholds: without a dry "
                     "view of the road, sky, fog, smooth asphalt and water look alike")
@@ -203,7 +207,8 @@ class FloodDetector:
         if self._region_px:
             cells = to_cells(rows)
             maps = water_maps(cells, gray_rows)
-            usable = self._region & maps.valid
+            sky = mask_to_cells(open_sky(gray)[top:bottom, : self._cols])
+            usable = self._region & maps.valid & ~sky  # sky, fog or a sea up to the horizon: no road
             usable_px = int(np.count_nonzero(usable))
         if not self._region_px or usable_px < 0.25 * self._region_px:
             measurements = dict.fromkeys(("flooded_pct", "flooded_pct_smoothed", "puddle_pct",

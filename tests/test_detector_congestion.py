@@ -139,7 +139,9 @@ def test_stills_are_judged_from_one_picture():
     jam = run(CongestionDetector(), Road(12, 0.0), 10, still=True)
     empty = run(CongestionDetector(), Road(0, 0.0), 10, still=True)
     assert not jam[0][1].ready  # nothing to compare with yet
-    assert all(f.active for _, f in jam[1:])
+    hold = CongestionSettings().jam_hold_s  # the jam is seen from the second frame, flagged once it held
+    assert all(f.level == "heavy" for _, f in jam[1:])
+    assert all(f.active == (t >= 0.5 + hold) for t, f in jam[1:])
     assert not any(f.active for _, f in empty)
 
 

@@ -242,7 +242,7 @@ def test_sensitivity_shifts_the_threshold():
     frame = Street(seed=11).frame(0.0, water_top=0.86, car=False)  # a shallow band of water
     flags = {}
     for s in (0.0, 0.5, 1.0):
-        det = FloodDetector(FloodSettings(sensitivity=s))
+        det = FloodDetector(FloodSettings(sensitivity=s, cold_start_factor=2.0))  # a still: cold start
         flags[s] = _run([(i * 0.5, frame) for i in range(10)], det)[-1].active
     assert FloodDetector(FloodSettings(sensitivity=1.0)).threshold < FloodDetector().threshold
     assert flags[1.0] and not flags[0.0]
@@ -408,8 +408,8 @@ def test_fires_on_the_sample_media_flood_scene_and_not_on_quiet():
 # it is lost when the 800 px still is decoded at 1/4 (200 px wide: puddles too small to verify).
 # Flooding_01 (Canal, ~27 % of the road looks like water) no longer alarms since a cold start needs
 # twice the evidence (cold_start_factor): the same bar removed fog, clouds and dry roads at cold start.
+# vi_canoes_after_rain (a handheld clip, never a mature reference) went with the fitted 2.5.
 FLOOD_ALARMED = {
-    "lifeline_lagosflood/vi_canoes_after_rain.mp4",
     "lifeline_lagosflood/ajah_flood.mp4",
     "lifeline_lagosflood/third_mainland_oworo_flooded.mp4",
     "floodcamml_nc12/Flooding_PondInRoad_2020-09-22 17_45_29.104026-Ocracoke.jpg",
@@ -419,7 +419,6 @@ FLOOD_ALARMED = {
 # (a new false alarm, or one of these fixed) shows up here.
 FLOOD_ALARMED |= {
     "teerapongp_fireforest/Video3.mp4",
-    "huynhbaoking112_fire_dl/fire3.mp4",
     "jhnsxo_homepage/background.mp4",
     "jhnsxo_homepage/fog.mp4",
     "nguyentrung_home_security/test_fire.mp4",

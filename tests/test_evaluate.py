@@ -248,9 +248,9 @@ def test_shared_footage_end_to_end(footage_dir, tmp_path):
     # Floors: the in-sample figures of the shipped models on the 102-media set (README table).
     fire, flood, jam = (score(ev.subset("clips"), t) for t in ("fire", "flood", "congestion"))
     assert fire.tp >= 11 and fire.fp <= 4  # the 3 misses are the smoke-only clips
-    assert flood.tp >= 3 and flood.fp <= 5
-    assert jam.tp >= 3 and jam.fp <= 1
+    assert flood.tp >= 2 and flood.fp <= 4
+    assert jam.tp >= 3 and jam.fp == 0
     overall = ev.to_json()
     assert overall["fire"]["tp"] >= 26 and overall["fire"]["fp"] <= 4  # 15 of 20 fire stills too
-    assert overall["flood"]["tp"] >= 4 and overall["flood"]["fp"] <= 5
-    assert overall["congestion"]["tp"] >= 5 and overall["congestion"]["fp"] <= 2
+    assert overall["flood"]["tp"] >= 3 and overall["flood"]["fp"] <= 4
+    assert overall["congestion"]["tp"] >= 5 and overall["congestion"]["fp"] <= 1

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.config import AlertSettings, CameraDetectors, ConfigError, load_config
-from pipeline.evaluate import Evaluation, EvaluationError, MediaResult, Trainer, evaluate
+from pipeline.evaluate import Evaluation, EvaluationError, LabeledMedia, MediaResult, evaluate, run_media
+from pipeline.rule_tuning import FoldTrainer, RuleTuner, chosen_summary
 from pipeline.evaluate_html import write_html
 from pipeline.evaluate_report import print_report
 from pipeline.evaluate_results import write_csv
@@ -52,13 +53,21 @@ def _settings(config: Path | None, camera_id: str | None) -> tuple[AlertSettings
     return cfg.alerts, camera.detectors, f"detector settings: camera {camera.id} of {config}"
 
 
-def _trainer() -> Trainer:
-    """The learned verifier's trainer (its module is loaded only when folds are asked for)."""
+def _trainer(fps: float, alerts: AlertSettings, detectors: CameraDetectors) -> FoldTrainer:
+    """Each fold's fitting: the learned verifier and the rule settings (the verifier's module is
+    loaded only when folds are asked for)."""
     try:
         from pipeline.verifier_fit import VerifierTrainer
     except ImportError as exc:
         raise EvaluationError(f"--folds source needs the verifier trainer (pipeline.verifier_fit): {exc}") from None
-    return VerifierTrainer()
+    return FoldTrainer(VerifierTrainer(), rule_tuner(fps, alerts, detectors))
+
+
+def rule_tuner(fps: float, alerts: AlertSettings, detectors: CameraDetectors) -> RuleTuner:
+    """A tuner replaying media like ``citywatch evaluate`` does (same fps, policy and settings)."""
+    def replay(media: LabeledMedia, root: Path, tuned: CameraDetectors) -> MediaResult:
+        return run_media(media, root, fps, 0, alerts=alerts, detectors=tuned)
+    return RuleTuner(replay, base=detectors)
 
 
 def evaluate_command(
@@ -93,7 +102,7 @@ def evaluate_command(
         progress.update(task, description=escape(f"fold {k}/{n}: fitting without {source}"[:60]))
 
     try:
-        trainer = _trainer() if folds is Folds.source else None
+        trainer = _trainer(fps, alerts, detectors) if folds is Folds.source else None
         with progress:
             task = progress.add_task("evaluating", total=None)
             evaluation = evaluate(labels, root, fps, alerts=alerts, detectors=detectors, trainer=trainer,
@@ -106,6 +115,9 @@ def evaluate_command(
         out = Console(width=160)
     out.print(escape(settings_line), highlight=False)
     print_report(evaluation, out)
+    if trainer is not None:
+        out.print("rule settings chosen per fold (on the other sources): " + "; ".join(chosen_summary(trainer.tuner)),
+                  highlight=False)
     for path, write in ((json_out, _write_json), (csv_out, write_csv), (html_out, write_html)):
         if path:
             write(evaluation, path)
