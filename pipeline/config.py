@@ -163,7 +163,7 @@ class Config(_Strict):
         return next((c for c in self.cameras if c.id == camera_id), None)
 
 
-ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "CITYWATCH_S3_URL": ("s3", "url"),
     "CITYWATCH_S3_ACCESS_KEY": ("s3", "access_key"),
     "CITYWATCH_S3_SECRET_KEY": ("s3", "secret_key"),
@@ -173,6 +173,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "CITYWATCH_MQTT_CA_FILE": ("mqtt", "ca_file"),
     "CITYWATCH_WORKER_NAME": ("worker", "name"),
     "CITYWATCH_STATE_DIR": ("worker", "state_dir"),
+    "CITYWATCH_CONSOLE_DB_URL": ("console", "store", "url"),
 }
 _ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
@@ -203,12 +204,15 @@ def config_from_dict(data: Mapping[str, Any] | None, env: Mapping[str, str] | No
     """Validate a config mapping, with ``${VAR}`` references and ``CITYWATCH_*`` overrides applied."""
     env = os.environ if env is None else env
     raw = _substitute_env(dict(data or {}), env)
-    for var, (section, key) in ENV_OVERRIDES.items():
+    for var, path in ENV_OVERRIDES.items():
         if env.get(var):
-            raw.setdefault(section, {})
-            if not isinstance(raw[section], dict):
-                raise ConfigError(f"{section}: must be a mapping")
-            raw[section][key] = env[var]
+            node = raw
+            for i, part in enumerate(path[:-1]):
+                node.setdefault(part, {})
+                if not isinstance(node[part], dict):
+                    raise ConfigError(f"{'.'.join(path[:i + 1])}: must be a mapping")
+                node = node[part]
+            node[path[-1]] = env[var]
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
