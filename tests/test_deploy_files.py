@@ -38,7 +38,24 @@ def _env_example() -> dict[str, str]:
 
 
 def test_compose_has_a_full_site():
-    services = _compose()["services"]
+    compose = _compose()
+    services = compose["services"]
+    # Health checks on every long-running service; one-shots are waited for by their exit. (The
+    # console's own services are its deployment's to check: issue 15.)
+    for name, service in services.items():
+        if "console" in name:
+            continue
+        assert ("healthcheck" in service) == (service.get("restart") != "no"), name
+    # Prefect's API and UI behind basic auth; every Prefect client logs in with the same string.
+    auth = services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert auth.startswith("${PREFECT_AUTH_STRING:?") and compose["x-citywatch-env"]["PREFECT_API_AUTH_STRING"] == auth
+    for name in ("prefect-deploy", "citywatch-worker"):
+        assert services[name]["environment"]["PREFECT_API_AUTH_STRING"] == auth, name
+    worker_env = services["citywatch-worker"]["environment"]
+    assert worker_env["CITYWATCH_METRICS_PORT"] == "9464" and "9464" in services["citywatch-worker"]["expose"]
+    assert "--with-healthcheck" in services["citywatch-worker"]["command"][0]
+    assert worker_env["PREFECT_WORKER_WEBSERVER_PORT"] in services["citywatch-worker"]["healthcheck"]["test"][-1]
+    assert "deploy/notify_failed_runs.py" in services["prefect-deploy"]["command"][0]
     assert {"minio", "minio-init", "mosquitto", "postgres", "prefect-server", "prefect-deploy",
             "citywatch-worker"} <= set(services)
     server = services["prefect-server"]
@@ -271,3 +288,10 @@ def test_make_secrets_gives_a_working_tls_broker_login(tmp_path, mosquitto_facto
 
     assert connect(clear["MQTT_PASSWORD_WORKER_1"]) == 0
     assert connect("wrong-password") != 0
+
+    # The compose health check of this broker, run for real: healthy while it answers, not after.
+    check = _compose()["services"]["mosquitto"]["healthcheck"]["test"][1]
+    check = check.replace("/etc/mosquitto/citywatch/tls/ca.crt", str(tls / "ca.crt")).replace("8883", str(broker.port))
+    assert subprocess.run(["sh", "-c", check], timeout=30).returncode == 0
+    broker.stop()
+    assert subprocess.run(["sh", "-c", check], timeout=30).returncode != 0
