@@ -124,3 +124,18 @@ def test_rest_api_and_csv_export(store):
         assert rows[0]["camera_name"].startswith("'=")  # no formula for a spreadsheet
         cams = client.get("/api/cameras").json()
         assert [c["id"] for c in cams["cameras"]] == ["cam-north", "cam-south"]
+
+
+def test_a_database_error_loses_nothing_the_write_is_retried(store, caplog):
+    cfg = make_config("mqtt://127.0.0.1:1", "cwretry")
+    board = IncidentBoard(cfg, store=store)
+    store.drop()  # the database loses its tables (or is unreachable): every write fails
+    iid, topic, start = alert_bytes(cfg, seq=1)
+    delta = board.handle(topic, start)
+    assert delta["incident"]["incident_id"] == iid  # the board and the pages carry on
+    board.handle(topic, alert_bytes(cfg, seq=2, state="update")[2])
+    assert board.store_errors == 2 and "not saved" in caplog.text
+    assert board.retry_unsaved() == 1  # still failing: kept
+    store._md.create_all(store.engine)  # the database is back
+    assert board.retry_unsaved() == 0
+    assert [m["seq"] for m in store.messages(iid)] == [1, 2] and store.get(iid)["seq"] == 2
