@@ -1,4 +1,4 @@
-"""Prometheus metrics of the worker (and the console's process), with ``prometheus_client``.
+"""Prometheus metrics of the worker and the console, with ``prometheus_client``.
 
 The worker counts frames processed and skipped (by reason), alerts (by type and state) and the
 seconds its per-frame stages take (decode, detectors with the alert policy); at each scrape it
@@ -6,17 +6,22 @@ reports every live worker's outbox depth, dead letters and each camera's lag (no
 time of its newest processed frame). :func:`serve_metrics` exposes them over HTTP on a small
 thread; the worker does so when ``CITYWATCH_METRICS_PORT`` is set (off by default; 9464 is the
 documented port in `deploy/`). Bind address: ``CITYWATCH_METRICS_ADDR`` (default 0.0.0.0).
+
+The console serves the same registry at its ``/metrics`` (:func:`metrics_endpoint`, behind its
+token) with the incidents on its board by type, state, severity and acknowledgement
+(:func:`watch_console_board`) and the alerts it received by type and state.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Iterable
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -72,6 +77,58 @@ class WorkerCollector(Collector):
 
 WORKERS = WorkerCollector()
 REGISTRY.register(WORKERS)
+
+
+class ConsoleCollector(Collector):
+    """Incidents on every live console board (``IncidentBoard.snapshot()``), read at scrape."""
+
+    def __init__(self) -> None:
+        self._boards: weakref.WeakSet = weakref.WeakSet()
+
+    def add(self, board) -> None:
+        self._boards.add(board)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("citywatch_console_incidents", "Incidents on the console's board, by type, "
+                                   "state (start/update/end), severity and acknowledgement",
+                                   labels=["type", "state", "severity", "acked"])
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for board in list(self._boards):
+            for inc in board.snapshot()["incidents"]:
+                key = (str(inc.get("type")), str(inc.get("state")), str(inc.get("severity")),
+                       "true" if inc.get("ack") else "false")
+                counts[key] = counts.get(key, 0) + 1
+        for key, n in sorted(counts.items()):
+            family.add_metric(list(key), n)
+        yield family
+
+
+CONSOLE = ConsoleCollector()
+REGISTRY.register(CONSOLE)
+CONSOLE_ALERTS = Counter("citywatch_console_alerts", "Alerts the console received, by type and state",
+                         ["type", "state"])
+
+
+def watch_console_board(board) -> None:
+    """Report ``board``'s incidents, and count the alerts it takes in, at ``/metrics``."""
+    CONSOLE.add(board)
+    add_alert = board.add_alert
+
+    def counted(payload: bytes, topic: str | None = None):
+        delta = add_alert(payload, topic)
+        if delta is not None:  # a new message of an incident (duplicates and refusals are None)
+            doc = json.loads(payload)  # valid: the board took it
+            CONSOLE_ALERTS.labels(str(doc.get("type")), str(doc.get("state"))).inc()
+        return delta
+
+    board.add_alert = counted
+
+
+async def metrics_endpoint(request):
+    """Starlette endpoint: the registry in Prometheus' text format."""
+    from starlette.responses import Response
+
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 _server_lock = threading.Lock()
 _server: tuple | None = None

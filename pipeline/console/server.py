@@ -44,6 +44,7 @@ from pipeline.console.board import IncidentBoard
 from pipeline.console.bridge import AckNotSent, AckSender, ConsoleSubscriber, PageHub
 from pipeline.i18n import LANGUAGES, MEASURE_KINDS, catalogue
 from pipeline.incident_store import IncidentStore
+from pipeline.metrics import metrics_endpoint, watch_console_board
 from pipeline.push import IncidentPusher
 
 __all__ = ["create_app", "check_bind", "ConsoleBindError", "COOKIE"]
@@ -108,6 +109,7 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
     settings = config.console
     zone = settings.zone()
     board = IncidentBoard(config, max_incidents=max_incidents or settings.store.board_size, store=store)
+    watch_console_board(board)  # /metrics: its incidents and the alerts it receives
     if pusher is None and settings.push.urls:
         pusher = IncidentPusher([u.get_secret_value() for u in settings.push.urls], catalogue(settings.language), zone,
                                 settings.push.min_severity, settings.push.timeout_s)
@@ -284,6 +286,7 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
         Route("/api/incidents", guarded(api.incidents)), Route("/api/incidents.csv", guarded(api.incidents_csv)),
         Route("/api/incidents/{incident_id}", guarded(api.incident)), Route("/api/cameras", guarded(api.cameras)),
         Route("/api/incidents/{incident_id}/ack", api_ack, methods=["POST"]), Route("/healthz", healthz),
+        Route("/metrics", guarded(metrics_endpoint)),
         *extra_routes,
     ], lifespan=lifespan)
     app.state.board, app.state.hub, app.state.subscriber, app.state.store = board, hub, subscriber, store
