@@ -11,7 +11,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import tzinfo
-from typing import Any, Iterable
+from typing import Any
 
 import apprise
 
@@ -47,14 +47,21 @@ def push_message(inc: dict[str, Any], reason: str, cat: Catalogue, zone: tzinfo,
 class IncidentPusher:
     """Sends incidents of ``min_severity`` or worse to every apprise URL, one at a time, in order."""
 
-    def __init__(self, urls: Iterable[str], cat: Catalogue, zone: tzinfo, min_severity: str = "severe",
+    def __init__(self, urls: list[str], cat: Catalogue, zone: tzinfo, min_severity: str = "severe",
                  timeout_s: float = 10.0) -> None:
         self.cat, self.zone = cat, zone
         self.min_rank = SEVERITY_RANK[min_severity]
         self._apprise = apprise.Apprise()
         self.targets = 0
-        for i, url in enumerate(urls):
-            if not self._apprise.add(url):
+        quiet = logging.getLogger("apprise")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL + 1)  # apprise logs a refused URL whole, secrets too
+        try:
+            added = [self._apprise.add(url) for url in urls]
+        finally:
+            quiet.setLevel(level)
+        for i, (url, ok) in enumerate(zip(urls, added)):
+            if not ok:
                 raise PushError(f"console.push.urls.{i}: not a URL apprise knows (scheme "
                                 f"{url.split(':', 1)[0]!r}); see https://github.com/caronc/apprise/wiki")
             self.targets += 1

@@ -96,8 +96,9 @@ def test_severe_incident_pushed_then_escalated_once(mqtt_broker, hook, tmp_path)
 
 def test_unknown_push_url_is_refused_and_a_dead_target_is_only_logged(caplog):
     cat = catalogue("en")
-    with pytest.raises(PushError, match="console.push.urls.0"):
-        IncidentPusher(["nosuchscheme://x"], cat, ZoneInfo("UTC"))
+    with pytest.raises(PushError, match="console.push.urls.1") as err:
+        IncidentPusher(["json://127.0.0.1:1/ok", "nosuchscheme://ops:hunter2-secret@x"], cat, ZoneInfo("UTC"))
+    assert "hunter2" not in str(err.value) and "hunter2" not in caplog.text
     pusher = IncidentPusher(["json://127.0.0.1:1/dead"], cat, ZoneInfo("UTC"), timeout_s=2)
     inc = {"incident_id": "cam-1-fire-1", "type": "fire", "severity": "severe", "camera_name": "Gate",
            "started_at": "2026-01-01T00:00:00Z"}
