@@ -125,6 +125,10 @@ def truth(media: LabeledMedia, task: str) -> bool | None:
         return {"congested": True, "free": False, "empty": False}.get(media.traffic)
     if task == "congestion_medium":
         return True if media.traffic == "medium" else None
+    if task == "smoke":  # the fires whose description shows smoke, against every fire negative
+        if media.fire == "pos":
+            return True if "smoke" in media.description.lower() else None
+        return {"neg": False, "neg_tricky": False}.get(media.fire)
     label = media.flood if task == "flood" else media.fire
     return {"pos": True, "neg": False, "neg_tricky": False}.get(label)
 
@@ -136,6 +140,7 @@ TASKS: dict[str, tuple[str, ...]] = {
     "congestion": ("congestion",),
     "fire_only": ("fire",),
     "smoke_only": ("smoke",),
+    "smoke": ("smoke",),  # smoke incidents on the media whose description shows smoke
     "congestion_medium": ("congestion",),
 }
 HEADLINE = ("fire", "flood", "congestion")

@@ -71,6 +71,9 @@ def test_truth_mapping_follows_the_issue():
     assert [truth(row(traffic=v), "congestion") for v in ("congested", "medium", "free", "empty", "na")] == \
         [True, None, False, False, None]
     assert truth(row(traffic="medium"), "congestion_medium") is True
+    smoky = LabeledMedia(path="s.mp4", fire="pos", flood="neg", traffic="na", description="Flames and grey Smoke")
+    assert (truth(smoky, "smoke"), truth(row(fire="pos"), "smoke")) == (True, None)  # a fire without smoke: left out
+    assert [truth(row(fire=v), "smoke") for v in ("neg", "neg_tricky", "ambiguous")] == [False, False, None]
 
 
 @pytest.mark.parametrize("text, message", [
