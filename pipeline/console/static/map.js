@@ -39,9 +39,10 @@ const cameraMap = {
       const outline = hull(pts);
       const shape = outline.length >= 3
         ? L.polygon(outline, { className: "district", interactive: false })
-        : L.circle(centroid(pts), { radius: 350 + 400 * (pts.length - 1), className: "district", interactive: false });
+        : L.circle(centroid(pts), { radius: 350 + Math.max(0, ...pts.map((p) => this.map.distance(p, centroid(pts)))),
+          className: "district", interactive: false });
       shape.addTo(this.base);
-      L.tooltip({ permanent: true, direction: "center", className: "district-label", interactive: false })
+      L.tooltip({ permanent: true, direction: "center", offset: [0, -24], className: "district-label", interactive: false })
         .setLatLng(centroid(pts)).setContent(name.toUpperCase()).addTo(this.base);
     }
     if (!this.fitted) { this.map.fitBounds([[south, west], [north, east]]); this.fitted = true; }
