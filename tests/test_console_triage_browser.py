@@ -70,14 +70,16 @@ def console(mqtt_broker, tmp_path):
     publish(cfg.mqtt, f"{prefix}/workers/edge-01/status", b"", retain=True)
 
 
-def send(cfg, camera_id, event_type, severity, started_ago, measurements, seq=1, state="start", base=None):
+def send(cfg, camera_id, event_type, severity, started_ago, measurements, seq=1, state="start", base=None,
+         detected_ago=0.0):
     now = base or time.time()
     started = round(now - started_ago)
     event = IncidentEvent(incident_id=f"{camera_id}-{event_type}-{started * 1000}", camera_id=camera_id,
                           type=event_type, state=state, seq=seq, severity=severity, confidence=0.9,
                           measurements=measurements, frame_ts=now - 1, started_ts=started)
     payload = build_alert(event, cfg.camera(camera_id), frame_bucket="frames", frame_key=None, evidence=None,
-                          test=False, worker="edge-01")
+                          test=False, worker="edge-01",
+                          detected_at=datetime.fromtimestamp(now - detected_ago, timezone.utc))
     publish(cfg.mqtt, alert_topic(cfg.mqtt.topic_prefix, event_type, camera_id), payload.to_json())
     return event.incident_id
 
@@ -172,9 +174,9 @@ def test_extreme_fire_is_pinned_first_and_the_alarm_repeats_until_acknowledged(c
 
 def test_board_rebuilt_from_the_store_after_a_restart(console):
     cfg = console.cfg
-    fire = send(cfg, "cam-market", "fire", "severe", 300, {"area_pct": 3.1})
+    fire = send(cfg, "cam-market", "fire", "severe", 900, {"area_pct": 3.1}, detected_ago=660)  # escalated at 600 s
     flood = send(cfg, "cam-river", "flood", "moderate", 200, {"flooded_pct": 30.0})
-    assert wait_until(lambda: console.store.count() == 2)
+    assert wait_until(lambda: console.store.count() == 2 and console.store.get(fire).get("escalated_at"))
     console.stop()
     # a new MQTT client id: the broker has no session to replay, only the store knows the incidents
     console.start(f"console-{console.prefix}-b")
@@ -184,6 +186,8 @@ def test_board_rebuilt_from_the_store_after_a_restart(console):
         page.wait_for_selector(f'[data-incident="{flood}"]', timeout=10_000)
         assert ids_in(page, "pinned") == [fire] and ids_in(page, "open") == [flood]
         assert page.locator("#alarm-bar").is_visible()  # still unacknowledged after the restart
+        assert page.locator(f'[data-incident="{fire}"] .badge.escalated').inner_text().lower() == "đã báo cấp trên"
+        assert "chưa xác nhận 11 phút" in page.locator(f'[data-incident="{fire}"] .when').inner_text()
         assert not errors, errors
         browser.close()
 
