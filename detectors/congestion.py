@@ -94,7 +94,7 @@ class CongestionSettings(DetectorSettings):
     change_level: int = Field(18, ge=1, le=255, description="Grey change that counts as motion")
     edge_level: int = Field(30, ge=1, le=255, description="Local contrast that counts as vehicle")
     jam_hold_s: float = Field(
-        1.0, ge=0, le=600,
+        3.0, ge=0, le=600,
         description="A jam (LOS F) must hold this long (s of frame time, unbroken) before the flag "
                     "rises: a signal cycle's red phase or a freshly seen marking-covered junction "
                     "does not; fitted with the other rule settings (citywatch evaluate --folds source)")

@@ -66,12 +66,13 @@ class GridPoint:
 
 def choose(points: list[GridPoint], max_fa_rate: float) -> GridPoint:
     """The best recall among values inside the false-alarm budget (ties: fewer false alarms, then
-    the smaller value: every grid here is ordered from quick to strict, so the quicker alert);
-    when none is inside, the fewest false alarms (ties: better recall, then the smaller value)."""
+    the larger value: every grid here runs from quick to strict, and on an unseen camera a false
+    alarm costs the operators more than a second of latency); when none is inside, the fewest
+    false alarms (ties: better recall, then the larger value)."""
     inside = [p for p in points if p.fa_rate <= max_fa_rate + 1e-9]
     if inside:
-        return max(inside, key=lambda p: (p.hits, -p.false_alarms, -p.value))
-    return max(points, key=lambda p: (-p.false_alarms, p.hits, -p.value))
+        return max(inside, key=lambda p: (p.hits, -p.false_alarms, p.value))
+    return max(points, key=lambda p: (-p.false_alarms, p.hits, p.value))
 
 
 def with_settings(detectors: CameraDetectors, values: dict[str, float], only: str | None = None) -> CameraDetectors:

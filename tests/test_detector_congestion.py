@@ -64,6 +64,9 @@ class Road:
         return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
+HOLD = CongestionSettings().jam_hold_s  # s a jam must hold before its flag rises
+
+
 def run(detector: CongestionDetector, road: Road, seconds: float, fps: float = 2.0, still: bool = False):
     findings = []
     first = road.frame(0.0)
@@ -123,13 +126,13 @@ def test_road_texture_learned_at_free_flow_is_not_occupancy_but_a_later_queue_is
     assert last < first * 0.7  # the dashed markings and the verge edge became road texture
     jam = Road(12, 0.01)  # same seed: same road, now packed and crawling
     later = [det.detect(jam.frame(t / 2), 1100.0 + t / 2)[0] for t in range(60)]
-    assert all(f.active for f in later[6:])
+    assert all(f.active for f in later[int(2 * (3 + HOLD)):])
 
 
 @pytest.mark.parametrize("size", [(320, 240), (1280, 720), (1920, 1080)])
 def test_frame_sizes(size):
     w, h = size
-    jam = judged(run(CongestionDetector(), Road(12, 0.01, width=w, height=h), 10), after_s=3)
+    jam = judged(run(CongestionDetector(), Road(12, 0.01, width=w, height=h), 10), after_s=3 + HOLD)
     free = judged(run(CongestionDetector(), Road(1, 0.45, width=w, height=h), 10))
     assert all(f.active for f in jam)
     assert not any(f.active for f in free)
@@ -139,9 +142,8 @@ def test_stills_are_judged_from_one_picture():
     jam = run(CongestionDetector(), Road(12, 0.0), 10, still=True)
     empty = run(CongestionDetector(), Road(0, 0.0), 10, still=True)
     assert not jam[0][1].ready  # nothing to compare with yet
-    hold = CongestionSettings().jam_hold_s  # the jam is seen from the second frame, flagged once it held
-    assert all(f.level == "heavy" for _, f in jam[1:])
-    assert all(f.active == (t >= 0.5 + hold) for t, f in jam[1:])
+    assert all(f.level == "heavy" for _, f in jam[1:])  # seen from the second frame, flagged once it held
+    assert all(f.active == (t >= 0.5 + HOLD) for t, f in jam[1:])
     assert not any(f.active for _, f in empty)
 
 
@@ -150,7 +152,7 @@ def test_regions_limit_what_is_judged():
     grass_only = CongestionSettings(regions=[[(0, 0), (1, 0), (1, 0.14), (0, 0.14)]])
     road_only = CongestionSettings(regions=[[(0, 0.2), (1, 0.2), (1, 1), (0, 1)]])
     assert not any(f.active for f in judged(run(CongestionDetector(grass_only), road, 10)))
-    assert all(f.active for f in judged(run(CongestionDetector(road_only), road, 10), after_s=3))
+    assert all(f.active for f in judged(run(CongestionDetector(road_only), road, 10), after_s=3 + HOLD))
 
 
 def test_sensitivity_shifts_thresholds():
@@ -228,7 +230,7 @@ def test_grey_camera_jam_is_heavy():
         def frame(self, t):
             return cv2.cvtColor(cv2.cvtColor(road.frame(t), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
 
-    assert all(f.active for f in judged(run(CongestionDetector(), Grey(), 10), after_s=3))
+    assert all(f.active for f in judged(run(CongestionDetector(), Grey(), 10), after_s=3 + HOLD))
 
 
 def _footage_frames(path: Path, still: bool, duration_s: float):

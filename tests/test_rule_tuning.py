@@ -20,10 +20,11 @@ from tests.test_detector_congestion import Road, run
 def test_choose_takes_the_best_recall_inside_the_false_alarm_budget():
     points = [GridPoint(0.0, 5, 6, 2, 16), GridPoint(1.0, 5, 6, 1, 16), GridPoint(2.0, 5, 6, 1, 16),
               GridPoint(5.0, 3, 6, 0, 16)]
-    assert choose(points, 0.10).value == 1.0  # 5 hits at 6 % beats 5 hits at 12 %; tie -> the quicker
+    assert choose(points, 0.10).value == 2.0  # 5 hits at 6 % beats 5 hits at 12 %; tie -> the stricter
     assert choose(points, 0.0).value == 5.0  # only the strictest is inside a zero budget
     outside = [GridPoint(1.0, 4, 5, 3, 10), GridPoint(2.0, 2, 5, 2, 10), GridPoint(3.0, 3, 5, 2, 10)]
     assert choose(outside, 0.05).value == 3.0  # none inside: fewest false alarms, then recall
+    assert choose([GridPoint(1.0, 2, 5, 0, 10), GridPoint(4.0, 2, 5, 0, 10)], 0.05).value == 4.0
 
 
 def test_with_settings_applies_values_and_can_run_one_detector_alone():
@@ -31,7 +32,7 @@ def test_with_settings_applies_values_and_can_run_one_detector_alone():
     assert tuned.congestion.jam_hold_s == 3.0 and tuned.congestion.enabled
     assert not any(getattr(tuned, d).enabled for d in ("fire", "smoke", "flood", "obstruction"))
     kept = with_settings(CameraDetectors(), {"flood.cold_start_factor": 1.5})
-    assert kept.flood.cold_start_factor == 1.5 and kept.fire.enabled and kept.congestion.jam_hold_s == 1.0
+    assert kept.flood.cold_start_factor == 1.5 and kept.fire.enabled and kept.congestion.jam_hold_s == CongestionSettings().jam_hold_s
     with pytest.raises(ValidationError, match="cold_start_factor"):
         with_settings(CameraDetectors(), {"flood.cold_start_factor": 0.5})  # below its bound
 
@@ -64,10 +65,10 @@ def test_tuner_chooses_on_the_training_media_and_replays_each_value_once():
     tuner = RuleTuner(replay, grids=(grid,))
     media = [_media("x/jam", "congested"), _media("y/junction", "free"), _media("z/jam", "congested")]
     assert tuner.fit(media, Path("/footage")) == {"congestion.jam_hold_s": 2.0}
-    assert tuner.fit([media[1], media[2]], Path("/footage")) == {"congestion.jam_hold_s": 2.0}
-    assert tuner.fit([media[0], media[2]], Path("/footage")) == {"congestion.jam_hold_s": 0.0}
+    assert tuner.fit([media[1], media[2]], Path("/footage")) == {"congestion.jam_hold_s": 5.0}  # tie: stricter
+    assert tuner.fit([media[0], media[2]], Path("/footage")) == {"congestion.jam_hold_s": 2.0}  # no negative
     assert len(calls) == len(set(calls)) == 9  # 3 media x 3 values, each once over the folds
-    assert chosen_summary(tuner) == ["congestion.jam_hold_s: 0 in 1 fold, 2 in 2 folds"]
+    assert chosen_summary(tuner) == ["congestion.jam_hold_s: 2 in 2 folds, 5 in 1 fold"]
 
 
 def test_fold_trainer_builds_analyzers_for_cameras_carrying_the_chosen_values():
