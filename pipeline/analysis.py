@@ -11,11 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors import Detector, Finding
-from detectors.congestion import CongestionDetector
-from detectors.fire import FireDetector
-from detectors.flood import FloodDetector
-from detectors.obstruction import ObstructionDetector
+from detectors import Detector, Finding, registry
 from detectors.verifier import FireVerifier
 from pipeline.config import AlertSettings, CameraConfig
 from pipeline.incidents import IncidentEvent, IncidentTracker
@@ -23,18 +19,8 @@ from pipeline.verifier_models import build_verifiers
 
 
 def build_detectors(camera: CameraConfig) -> list[Detector]:
-    """The camera's enabled detectors, each with its own state."""
-    d = camera.detectors
-    built: list[Detector] = []
-    if d.fire.enabled or d.smoke.enabled:
-        built.append(FireDetector(d.fire, d.smoke))
-    if d.flood.enabled:
-        built.append(FloodDetector(d.flood))
-    if d.congestion.enabled:
-        built.append(CongestionDetector(d.congestion))
-    if d.obstruction.enabled:
-        built.append(ObstructionDetector(d.obstruction))
-    return built
+    """The camera's enabled detectors (:data:`detectors.registry.REGISTRY`), each with its own state."""
+    return registry.build(camera.detectors)
 
 
 def _disabled_types(camera: CameraConfig) -> set[str]:
