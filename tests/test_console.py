@@ -205,7 +205,7 @@ def test_auth_token_refuses_and_accepts(prefix):
         assert client.post("/api/incidents/x-1/ack", json={"operator": "Ana"}).status_code == 401
         assert client.get("/static/console.js").status_code == 401
         page = client.get("/")
-        assert page.status_code == 401 and "access token" in page.text
+        assert page.status_code == 401 and "mã truy cập" in page.text  # console.language: vi
         assert client.get("/api/state", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         login = client.get(f"/?token={TOKEN}", follow_redirects=False)
         assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()

@@ -89,3 +89,10 @@ def test_i18n_route_serves_the_configured_language_and_lang_override():
         assert client.get("/static/vendor/leaflet.js").status_code == 200
         assert client.get("/static/vendor/images/marker-icon.png").headers["content-type"] == "image/png"
         assert client.get("/static/vendor/../server.py").status_code == 404
+
+
+def test_sign_in_page_in_both_languages():
+    from pipeline.console.login import login_page
+
+    assert 'lang="vi"' in login_page("vi") and "Mở bảng điều khiển" in login_page("vi")
+    assert "Open console" in login_page("en") and "access token" in login_page("en")

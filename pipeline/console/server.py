@@ -42,6 +42,7 @@ from pipeline.config import Config
 from pipeline.console.api import IncidentApi
 from pipeline.console.board import IncidentBoard
 from pipeline.console.bridge import AckNotSent, AckSender, ConsoleSubscriber, PageHub
+from pipeline.console.login import login_page
 from pipeline.i18n import LANGUAGES, MEASURE_KINDS, catalogue
 from pipeline.incident_store import IncidentStore
 from pipeline.metrics import metrics_endpoint, watch_console_board
@@ -61,11 +62,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # presigned snapshot URLs must not leak the console's address
     "Cache-Control": "no-store",
 }
-_LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>citywatch console: sign in</title>
-<link rel="stylesheet" href="/static/console.css"></head><body class="login"><form method="get" action="/">
-<h1>citywatch operations console</h1><p>This console needs its access token.</p>
-<input type="password" name="token" placeholder="access token" autofocus required>
-<button type="submit">Open console</button></form></body></html>"""
 
 
 class ConsoleBindError(ValueError):
@@ -152,12 +148,12 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
         given = request.query_params.get("token")
         if token is not None and given is not None:
             if not hmac.compare_digest(given.encode(), token.encode()):
-                return HTMLResponse(_LOGIN_PAGE, 401, headers=SECURITY_HEADERS)
+                return HTMLResponse(login_page(settings.language), 401, headers=SECURITY_HEADERS)
             resp = RedirectResponse("/", 303)
             resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
             return resp
         if not authorized(request):
-            return HTMLResponse(_LOGIN_PAGE, 401, headers=SECURITY_HEADERS) if token else denied(request)
+            return HTMLResponse(login_page(settings.language), 401, headers=SECURITY_HEADERS) if token else denied(request)
         return HTMLResponse(_static("index.html"), headers=SECURITY_HEADERS)
 
     async def static(request: Request) -> Response:
