@@ -68,14 +68,27 @@ def _feed(plan: FeedPlan) -> None:  # child process: the cameras
     n = len(plan.cameras)
     puts: dict[str, float] = {}
     lock = threading.Lock()
+    # A camera uploads its frames one after the other, in time order (the key contract): frame i+1
+    # of a camera waits for frame i's put, so a slow put never lets a later key land first (the
+    # worker's checkpoint would step over the earlier one). Tasks are submitted in time order, so
+    # a waiting task's predecessor is already running or done.
+    turn = [threading.Condition() for _ in plan.cameras]
+    next_frame = [0] * len(plan.cameras)
 
     def put(camera_index: int, i: int, due: float) -> None:
         camera = plan.cameras[camera_index]
         jpeg = jpegs[(plan.first_frame + camera_index * 3 + i) % len(jpegs)]  # cameras at different phases
         issued = time.time()
-        key = store.put_frame(camera, due, jpeg, test=True)
-        with lock:
-            puts[key] = issued
+        with turn[camera_index]:
+            turn[camera_index].wait_for(lambda: next_frame[camera_index] == i)
+        try:
+            key = store.put_frame(camera, due, jpeg, test=True)
+            with lock:
+                puts[key] = issued
+        finally:
+            with turn[camera_index]:
+                next_frame[camera_index] = i + 1
+                turn[camera_index].notify_all()
 
     schedule = sorted((plan.start_at + (c / n + i) / plan.fps, c, i) for c in range(n) for i in range(count))
     with ThreadPoolExecutor(plan.threads) as pool:
