@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.test_deploy_files import check_systemd_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -44,23 +41,7 @@ def test_console_env_example_and_db_url_override():
 
 
 def test_console_systemd_unit():
-    unit = (DEPLOY / "systemd" / "citywatch-console.service").read_text()
-    for line in ["Restart=always", "EnvironmentFile=/etc/citywatch/console.env", "NoNewPrivileges=yes",
-                 "ProtectSystem=strict", "StateDirectory=citywatch-console", "User=citywatch"]:
-        assert line in unit
-    assert "citywatch console --host 127.0.0.1" in unit  # behind the proxy, never on a public address
-    env_example = (DEPLOY / "systemd" / "citywatch-console.env.example").read_text()
-    live = "\n".join(line for line in unit.splitlines() if not line.lstrip().startswith("#"))
-    for var in set(re.findall(r"\$\{?([A-Z_]+)\}?", live)):
-        assert f"{var}=" in env_example, f"{var} is used by the unit but not in the env example"
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
-    path = Path("/tmp") / f"citywatch-console-{os.getpid()}.service"
-    path.write_text(unit.replace("/opt/citywatch/.venv/bin/", f"{ROOT / '.venv' / 'bin'}/"))
-    try:
-        res = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
-    finally:
-        path.unlink()
-    problems = [line for line in res.stderr.splitlines() if path.name in line or "citywatch" in line]
-    assert not problems, problems
+    check_systemd_unit("citywatch-console", ["Restart=always", "EnvironmentFile=/etc/citywatch/console.env",
+                                             "NoNewPrivileges=yes", "ProtectSystem=strict",
+                                             "StateDirectory=citywatch-console", "User=citywatch"],
+                       "citywatch console --host 127.0.0.1")  # behind the proxy, never on a public address

@@ -217,28 +217,35 @@ def test_bucket_init_script_drives_mc(tmp_path):
     assert bad.returncode != 0 and "CITYWATCH_WORKER_SECRET_KEY" in bad.stderr
 
 
-def test_systemd_unit():
-    unit = (DEPLOY / "systemd" / "citywatch-worker.service").read_text()
-    for line in ["Restart=always", "EnvironmentFile=/etc/citywatch/worker.env", "NoNewPrivileges=yes",
-                 "ProtectSystem=strict", "StateDirectory=citywatch", "User=citywatch"]:
+def check_systemd_unit(name: str, lines: list[str], command: str) -> None:
+    """``deploy/systemd/<name>.service`` holds ``lines`` and ``command``, every variable it uses is
+    in ``<name>.env.example``, and ``systemd-analyze verify`` (when installed) finds nothing."""
+    unit = (DEPLOY / "systemd" / f"{name}.service").read_text()
+    for line in lines:
         assert line in unit
-    assert "prefect worker start --pool citywatch-edge" in unit
-    env_example = (DEPLOY / "systemd" / "citywatch-worker.env.example").read_text()
+    assert command in unit
+    env_example = (DEPLOY / "systemd" / f"{name}.env.example").read_text()
     live = "\n".join(line for line in unit.splitlines() if not line.lstrip().startswith("#"))
     for var in set(re.findall(r"\$\{?([A-Z_]+)\}?", live)):
         assert f"{var}=" in env_example, f"{var} is used by the unit but not in the env example"
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    local = unit.replace("/opt/citywatch/.venv/bin/", f"{ROOT / '.venv' / 'bin'}/")
-    path = Path("/tmp") / f"citywatch-worker-{os.getpid()}.service"
-    path.write_text(local)
+    path = Path("/tmp") / f"{name}-{os.getpid()}.service"
+    path.write_text(unit.replace("/opt/citywatch/.venv/bin/", f"{ROOT / '.venv' / 'bin'}/"))
     try:
         res = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
     finally:
         path.unlink()
     problems = [line for line in res.stderr.splitlines() if path.name in line or "citywatch" in line]
     assert not problems, problems
+
+
+def test_systemd_unit():
+    check_systemd_unit("citywatch-worker", ["Restart=always", "EnvironmentFile=/etc/citywatch/worker.env",
+                                            "NoNewPrivileges=yes", "ProtectSystem=strict",
+                                            "StateDirectory=citywatch", "User=citywatch"],
+                       "prefect worker start --pool citywatch-edge")
 
 
 def test_make_secrets_gives_a_working_tls_broker_login(tmp_path, mosquitto_factory):
