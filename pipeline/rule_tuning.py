@@ -19,7 +19,7 @@ from typing import Any, Callable
 from pipeline.config import AlertSettings, CameraConfig, CameraDetectors
 from pipeline.evaluate_labels import LabeledMedia, truth
 
-DETECTORS = ("fire", "smoke", "flood", "congestion", "obstruction")
+DETECTORS = tuple(CameraDetectors.model_fields)  # the detector sections of a camera
 
 
 @dataclass(frozen=True)
