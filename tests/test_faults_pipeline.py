@@ -236,7 +236,8 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
     assert checkpoints == {"cam-fire": more["cam-fire"][-1], "cam-quiet": uploaded["cam-quiet"][-1],
                            "cam-flood": uploaded["cam-flood"][-1]}
     unavailable = [r for r in caplog.records if "object store unavailable, will retry next cycle" in r.getMessage()]
-    assert 1 <= len(unavailable) <= 4, f"{len(unavailable)} outage warnings in 6 s: one per attempt, not per camera"
+    assert 1 <= len(unavailable) <= during + 2, \
+        f"{len(unavailable)} outage warnings in {during} cycles: one per attempt, not per camera"
     assert during >= 1
     paused = [e for c in cycles for e in c.errors if "paused after a failed retry budget" in e]
     assert paused, "cameras after the first failure should skip the store, not each wait out a retry budget"
