@@ -1,6 +1,6 @@
 """Every detector citywatch runs, by name: the settings it takes and how to build it.
 
-A camera's detectors are built from this table (``pipeline.analysis.build_detectors``), so a new
+A camera's detectors are built from this table (``pipeline.processing.analysis.build_detectors``), so a new
 detector is one entry here plus its settings in the camera config, not another branch elsewhere.
 """
 

@@ -4,7 +4,7 @@ The watch workers publish the status of the cameras they watch; when a whole edg
 nobody would, and its cameras' retained status would stay ``online``. This flow (every minute on
 the ``site`` queue, see deploy/prefect.yaml) judges each configured camera from the object store
 alone: the time of its newest frame, found by listing minute prefixes of the key contract
-backwards from now (a few small listings per camera), fed to :class:`pipeline.health.CameraHealth`.
+backwards from now (a few small listings per camera), fed to :class:`pipeline.state.health.CameraHealth`.
 It publishes statuses only; ``camera_offline`` incidents stay with the watch workers.
 """
 
@@ -20,12 +20,12 @@ from minio import Minio
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.config import Config, load_config
-from pipeline.frames import make_minio
-from pipeline.health import CameraHealth
-from pipeline.keys import InvalidFrameKey, camera_prefix, parse_frame_key
-from pipeline.publisher import MqttPublisher
-from pipeline.state import StateStore
+from pipeline.config.settings import Config, load_config
+from pipeline.frames.store import make_minio
+from pipeline.state.health import CameraHealth
+from pipeline.frames.keys import InvalidFrameKey, camera_prefix, parse_frame_key
+from pipeline.delivery.publisher import MqttPublisher
+from pipeline.state.store import StateStore
 
 
 def newest_frame_ts(client: Minio, bucket: str, camera_id: str, now: float, lookback_s: float) -> float | None:

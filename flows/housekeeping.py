@@ -1,6 +1,6 @@
 """The `housekeeping` flow: frame retention in the frames bucket (nightly, see deploy/prefect.yaml).
 
-All the work is in :func:`pipeline.retention.delete_old_frames`; this flow only wires the
+All the work is in :func:`pipeline.frames.retention.delete_old_frames`; this flow only wires the
 configuration to it and reports the result to Prefect.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.config import load_config
-from pipeline.frames import make_minio
-from pipeline.retention import delete_old_frames
+from pipeline.config.settings import load_config
+from pipeline.frames.store import make_minio
+from pipeline.frames.retention import delete_old_frames
 
 
 @task(name="delete-old-frames", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)

@@ -1,10 +1,10 @@
 """The `watch` flow: a bounded window of polling one shard of cameras, re-launched by its schedule.
 
-The flow only sequences tasks; all the work is in :mod:`pipeline.runner`. Each task is a *slice*
+The flow only sequences tasks; all the work is in :mod:`pipeline.processing.runner`. Each task is a *slice*
 of polling (default 15 s) over all of the shard's cameras, so Prefect records a few task runs per
 minute with their frame/alert counts, never one per frame. Detector state lives in the process
 (`_SESSIONS`), so consecutive runs in one process keep their background models; at the end of
-every run it is also stored in the state store (:mod:`pipeline.camera_state`), so the next run
+every run it is also stored in the state store (:mod:`pipeline.state.cameras`), so the next run
 in a fresh process (the process work pool starts one per window) picks up where this one ended.
 
 Prefect outages: detection and delivery never wait on the API (task runs are orchestrated in the
@@ -22,8 +22,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.watchdog import ExitWatchdog, prefect_api_reachable
-from pipeline.config import Config, load_config
-from pipeline.runner import SliceStats, WatchSession
+from pipeline.config.settings import Config, load_config
+from pipeline.processing.runner import SliceStats, WatchSession
 
 SLICE_S = 15.0
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def shard_cameras(config: Config, shard: str | None) -> list[str]:
     """Camera ids of ``shard`` (all cameras when no shard is given)."""
     if shard is None:
         return [c.id for c in config.cameras]
-    from pipeline.shards import cameras_for_shard
+    from pipeline.state.shards import cameras_for_shard
 
     return [c.id for c in cameras_for_shard(config, shard)]
 

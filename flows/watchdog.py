@@ -1,7 +1,7 @@
 """The exit watchdog: a watch run whose Prefect API went away must still end in bounded time.
 
 A run whose server is gone blocks its final state call (bounded by ``PREFECT_API_REQUEST_TIMEOUT``
-and ``PREFECT_CLIENT_MAX_RETRIES``, see :mod:`pipeline.prefect_env`) and then, at interpreter
+and ``PREFECT_CLIENT_MAX_RETRIES``, see :mod:`pipeline.app.prefect_env`) and then, at interpreter
 exit, Prefect's event worker retries every queued run event for ~7 s each: minutes for a long
 window. The `watch` flow arms :class:`ExitWatchdog` when its work ends and disarms it when the
 next run of the process starts. Armed for ``CITYWATCH_PREFECT_EXIT_GRACE_S`` (default 15 s,

@@ -19,7 +19,7 @@ for _var in ("CITYWATCH_S3_URL", "CITYWATCH_S3_ACCESS_KEY", "CITYWATCH_S3_SECRET
 import pytest  # noqa: E402
 from minio import Minio  # noqa: E402  (fixture type)
 
-from pipeline.embedded import EmbeddedS3, MosquittoProcess, port_open  # noqa: E402
+from pipeline.app.embedded import EmbeddedS3, MosquittoProcess, port_open  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FOOTAGE = ROOT.parent / "shared" / "footage"
@@ -28,8 +28,8 @@ FOOTAGE = ROOT.parent / "shared" / "footage"
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """One SeaweedFS S3 server (``weed mini``, ~1 s to start) on a free loopback port for the whole
-    session, with its admin, worker and ingest identities (:mod:`pipeline.embedded_s3`)."""
-    from pipeline.embedded_s3 import S3Identity, default_identities
+    session, with its admin, worker and ingest identities (:mod:`pipeline.app.embedded_s3`)."""
+    from pipeline.app.embedded_s3 import S3Identity, default_identities
     from tests.faults_support import TESTER_ACCESS_KEY, TESTER_SECRET_KEY
 
     identities = {**default_identities(), "tester": S3Identity(
@@ -93,7 +93,7 @@ def footage_dir() -> Path:
 @pytest.fixture(scope="session")
 def prefect_harness():
     """Prefect's test harness (a temporary SQLite-backed API) for the whole session (~15 s to start)."""
-    from pipeline.prefect_env import prepare_prefect_env
+    from pipeline.app.prefect_env import prepare_prefect_env
 
     prepare_prefect_env()
     from prefect.testing.utilities import prefect_test_harness

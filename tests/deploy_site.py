@@ -21,10 +21,10 @@ import psutil
 import yaml
 from minio import Minio
 
-from pipeline.embedded import free_port
-from pipeline.keys import frame_key
-from pipeline.shards import shard_for_camera
-from pipeline.state import StateStore
+from pipeline.app.embedded import free_port
+from pipeline.frames.keys import frame_key
+from pipeline.state.shards import shard_for_camera
+from pipeline.state.store import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from detectors.base import Finding
-from pipeline.incidents import IncidentEvent
+from pipeline.alerts.incidents import IncidentEvent
 
 GREY, RED, SMOKE, BLUE, GREEN = (90, 90, 90), (0, 0, 220), (215, 215, 215), (220, 60, 0), (0, 220, 0)
 BLACK = (0, 0, 0)

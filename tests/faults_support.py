@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import yaml
 
-from pipeline.config import Config, config_from_dict
-from pipeline.frames import FrameStore, make_minio
+from pipeline.config.settings import Config, config_from_dict
+from pipeline.frames.store import FrameStore, make_minio
 from sample_media import load_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,8 +141,8 @@ def start_worker_process(config_path: Path, frames: int, log_path: Path, *, time
 
 
 def _run_worker(config_path: str, frames: int, timeout_s: float) -> int:
-    from pipeline.config import load_config
-    from pipeline.runner import WatchSession
+    from pipeline.config.settings import load_config
+    from pipeline.processing.runner import WatchSession
 
     config = load_config(config_path)
     deadline = time.monotonic() + timeout_s

@@ -14,15 +14,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import CameraConfig, MqttSettings
-from pipeline.console_view import alert_filter, format_alert_line
-from pipeline.evidence import Evidence
-from pipeline.incidents import IncidentEvent
-from pipeline.keys import InvalidCameraId
-from pipeline.payload import alert_topic, build_alert, validate_alert_json
-from pipeline.publisher import MqttPublisher
-from pipeline.state import OutboxMessage, StateStore
+from pipeline.app.cli import app
+from pipeline.config.settings import CameraConfig, MqttSettings
+from pipeline.app.console_view import alert_filter, format_alert_line
+from pipeline.alerts.evidence import Evidence
+from pipeline.alerts.incidents import IncidentEvent
+from pipeline.frames.keys import InvalidCameraId
+from pipeline.alerts.payload import alert_topic, build_alert, validate_alert_json
+from pipeline.delivery.publisher import MqttPublisher
+from pipeline.state.store import OutboxMessage, StateStore
 
 T0 = datetime(2026, 11, 22, 20, 0, 0, tzinfo=timezone.utc).timestamp()
 
@@ -86,7 +86,7 @@ def test_cli_reports_a_bad_config(tmp_path):
 
 
 def _start_cli(config, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", "from pipeline.cli import main; main()", "alerts",
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", "from pipeline.app.cli import main; main()", "alerts",
                              "--config", str(config), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
@@ -161,7 +161,7 @@ def test_cli_says_when_the_broker_refuses_it(mosquitto_factory, tmp_path):
     broker = mosquitto_factory(allow_anonymous=False, extra_config=f"password_file {passwd}\nuser {getpass.getuser()}")
     cfg = tmp_path / "citywatch.yaml"
     cfg.write_text(f"mqtt:\n  url: {broker.url}\n  username: ioc\n  password: wrong-pass\n")
-    result = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "alerts",
+    result = subprocess.run([sys.executable, "-c", "from pipeline.app.cli import main; main()", "alerts",
                              "--config", str(cfg), "--connect-timeout", "2"],
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 1

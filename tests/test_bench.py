@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.bench import micro_bench, state_bytes, synthetic_jpegs
-from pipeline.cli import app
-from pipeline.decode import jpeg_dimensions
+from pipeline.app.bench import micro_bench, state_bytes, synthetic_jpegs
+from pipeline.app.cli import app
+from pipeline.frames.decode import jpeg_dimensions
 
 REQUIRED = ("decode_fps_720p", "pipeline_fps_720p", "ratio_720p", "decode_fps_1080p", "pipeline_fps_1080p",
             "ratio_1080p", "e2e_fps", "latency_p50_s", "latency_p95_s", "state_mb_per_camera", "peak_rss_mb")
@@ -75,11 +75,11 @@ def test_worker_decodes_straight_to_the_analysis_width_with_the_same_incidents()
     320x180 at 1/4 directly). The picture is within a grey level of a 1/2 decode shrunk by area
     averaging, and the fire scene starts the same incidents either way, within a frame (updates on
     material change may shift by a frame or two: smoke samples its model every 0.9 s)."""
-    from pipeline.analysis import FrameAnalyzer
-    from pipeline.bench import bench_camera
-    from pipeline.config import AlertSettings
-    from pipeline.decode import decode_frame, reduction_for, shrink_to_width
-    from pipeline.worker import analysis_width, decode_for_analysis
+    from pipeline.processing.analysis import FrameAnalyzer
+    from pipeline.app.bench import bench_camera
+    from pipeline.config.settings import AlertSettings
+    from pipeline.frames.decode import decode_frame, reduction_for, shrink_to_width
+    from pipeline.processing.worker import analysis_width, decode_for_analysis
 
     camera = bench_camera()
     assert analysis_width(camera) == 320 and reduction_for(1280, 320) == 4 and reduction_for(1920, 320) == 4
@@ -101,7 +101,7 @@ def test_worker_decodes_straight_to_the_analysis_width_with_the_same_incidents()
 
 def test_shrink_to_width_keeps_narrow_frames_and_rounds_height_like_the_detectors():
     from detectors import working_size
-    from pipeline.decode import shrink_to_width
+    from pipeline.frames.decode import shrink_to_width
 
     narrow = np.zeros((240, 300, 3), np.uint8)
     assert shrink_to_width(narrow, 320) is narrow

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline.camera_state import detectors_key
-from pipeline.config import config_from_dict
-from pipeline.runner import WatchSession
+from pipeline.state.cameras import detectors_key
+from pipeline.config.settings import config_from_dict
+from pipeline.processing.runner import WatchSession
 from tests.faults_support import frame_store, write_config
 
 OFF = {"enabled": False}
@@ -66,7 +66,7 @@ def test_changed_detector_settings_or_a_broken_blob_start_fresh(s3_server, mqtt_
     camera = config.cameras[0]
     tuned = camera.model_copy(update={"detectors": camera.detectors.model_copy(
         update={"obstruction": camera.detectors.obstruction.model_copy(update={"sensitivity": 0.9})})})
-    caplog.set_level(logging.INFO, logger="pipeline.camera_state")
+    caplog.set_level(logging.INFO, logger="pipeline.state.cameras")
     with WatchSession(config.model_copy(update={"cameras": [tuned]})) as session:
         fresh = session.worker.analyzer(tuned).detectors
         assert fresh[0].settings.sensitivity == 0.9

@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.cap import CAP_NS, cap_datetime, cap_xml
-from pipeline.config import CameraConfig, CapSettings
-from pipeline.evidence import Evidence
-from pipeline.incidents import IncidentEvent, incident_id
-from pipeline.keys import frame_key
-from pipeline.payload import build_alert
+from pipeline.alerts.cap import CAP_NS, cap_datetime, cap_xml
+from pipeline.config.settings import CameraConfig, CapSettings
+from pipeline.alerts.evidence import Evidence
+from pipeline.alerts.incidents import IncidentEvent, incident_id
+from pipeline.frames.keys import frame_key
+from pipeline.alerts.payload import build_alert
 
 NS = {"cap": CAP_NS}
 TS = 1_763_844_026.4

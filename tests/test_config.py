@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.config import Config, ConfigError, config_from_dict, load_config
+from pipeline.config.settings import Config, ConfigError, config_from_dict, load_config
 
 CAMERA = {"id": "cam-1", "name": "Main St", "location": {"lat": 52.5, "lon": 13.4, "district": "Mitte"}, "fps": 2}
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import ConfigError, load_config
+from pipeline.app.cli import app
+from pipeline.config.settings import ConfigError, load_config
 
 LAUGHS = "\n".join(
     ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]

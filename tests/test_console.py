@@ -11,13 +11,13 @@ import uuid
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.acks import AckError, AckRecorder, make_ack, parse_ack
-from pipeline.config import config_from_dict
-from pipeline.console import ConsoleBindError, IncidentBoard, check_bind, create_app
-from pipeline.incidents import IncidentEvent
-from pipeline.mqtt import Subscriber, make_client
-from pipeline.payload import alert_topic, build_alert
-from pipeline.state import StateStore
+from pipeline.delivery.acks import AckError, AckRecorder, make_ack, parse_ack
+from pipeline.config.settings import config_from_dict
+from pipeline.app.console import ConsoleBindError, IncidentBoard, check_bind, create_app
+from pipeline.alerts.incidents import IncidentEvent
+from pipeline.delivery.mqtt import Subscriber, make_client
+from pipeline.alerts.payload import alert_topic, build_alert
+from pipeline.state.store import StateStore
 
 TOKEN = "s3cret-console-token-1234"
 S3_SECRET = "never-shown-to-operators-42"
@@ -244,7 +244,7 @@ def test_pipeline_records_acks_in_state_store(mqtt_broker, prefix, tmp_path):
 
 
 def test_watch_session_records_acks_and_logs_them(mqtt_broker, s3_server, prefix, tmp_path, caplog):
-    from pipeline.runner import WatchSession
+    from pipeline.processing.runner import WatchSession
 
     cfg = config_from_dict({
         "s3": {"url": s3_server.url, "access_key": s3_server.access_key, "secret_key": s3_server.secret_key},
@@ -252,7 +252,7 @@ def test_watch_session_records_acks_and_logs_them(mqtt_broker, s3_server, prefix
         "worker": {"name": f"w-{prefix}", "state_dir": str(tmp_path / "state")},
         "cameras": [{"id": "cam-north", "name": "North Bridge"}],
     }, env={})
-    caplog.set_level("INFO", logger="pipeline.acks")
+    caplog.set_level("INFO", logger="pipeline.delivery.acks")
     with WatchSession(cfg) as session:
         assert session._acks is not None and session._acks.wait_subscribed(5)
         ack = make_ack("cam-north-fire-20260101T000000000", "Ana", note="crew sent")
@@ -264,7 +264,7 @@ def test_watch_session_records_acks_and_logs_them(mqtt_broker, s3_server, prefix
 def test_cli_refuses_public_bind_without_token_and_bad_tile_url(monkeypatch):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.app.cli import app
 
     monkeypatch.delenv("CITYWATCH_CONSOLE_TOKEN", raising=False)
     result = CliRunner().invoke(app, ["console", "--host", "0.0.0.0"])

@@ -20,13 +20,13 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.config import config_from_dict
-from pipeline.console import create_app
-from pipeline.embedded import free_port
-from pipeline.evidence import EvidenceStore
-from pipeline.incidents import IncidentEvent
-from pipeline.mqtt import Subscriber
-from pipeline.payload import alert_topic, build_alert
+from pipeline.config.settings import config_from_dict
+from pipeline.app.console import create_app
+from pipeline.app.embedded import free_port
+from pipeline.alerts.evidence import EvidenceStore
+from pipeline.alerts.incidents import IncidentEvent
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.alerts.payload import alert_topic, build_alert
 from sample_media import load_scene
 from tests.test_console import publish, wait_until
 

@@ -31,7 +31,7 @@ def test_compose_console_runs_behind_the_tls_proxy_with_postgres():
 
 
 def test_console_env_example_and_db_url_override():
-    from pipeline.config import config_from_dict
+    from pipeline.config.settings import config_from_dict
 
     env_text = (DEPLOY / "systemd" / "citywatch-console.env.example").read_text()
     env = dict(line.split("=", 1) for line in env_text.splitlines() if line and not line.startswith("#"))

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.console import IncidentBoard, create_app
+from pipeline.app.console import IncidentBoard, create_app
 from tests.test_console import alert_bytes, make_config
 
 
@@ -48,7 +48,7 @@ def test_a_malformed_alert_is_dropped_with_a_log_line_and_the_board_stays_whole(
         field = '"confidence": 0.9' if name == "nan_confidence" else '"burning_area_pct": 2.5'
         bad, bad_topic = _mangled(start).replace(field.encode(), field.split(":")[0].encode() + b": NaN"), topic
         assert b"NaN" in bad
-    caplog.set_level(logging.WARNING, logger="pipeline.console")
+    caplog.set_level(logging.WARNING, logger="pipeline.app.console")
     assert board.handle(bad_topic, bad) is None
     assert board.rejected == 1
     assert f"dropped an alert on {bad_topic}" in caplog.text

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.config import ConfigError, config_from_dict
-from pipeline.console import create_app
-from pipeline.evidence import snapshot_label
-from pipeline.i18n import MEASURE_KINDS, catalogue, local_time
-from pipeline.incidents import IncidentEvent
+from pipeline.config.settings import ConfigError, config_from_dict
+from pipeline.app.console import create_app
+from pipeline.alerts.evidence import snapshot_label
+from pipeline.common.i18n import MEASURE_KINDS, catalogue, local_time
+from pipeline.alerts.incidents import IncidentEvent
 
 ROOT = Path(__file__).resolve().parents[1]
-STATIC = ROOT / "pipeline" / "console" / "static"
+STATIC = ROOT / "pipeline" / "app" / "console" / "static"
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
@@ -92,7 +92,7 @@ def test_i18n_route_serves_the_configured_language_and_lang_override():
 
 
 def test_sign_in_page_in_both_languages():
-    from pipeline.console.login import login_page
+    from pipeline.app.console.login import login_page
 
     assert 'lang="vi"' in login_page("vi") and "Mở bảng điều khiển" in login_page("vi")
     assert "Open console" in login_page("en") and "access token" in login_page("en")

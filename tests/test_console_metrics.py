@@ -12,8 +12,8 @@ import uuid
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.console.server import create_app
-from pipeline.embedded import free_port, wait_port
+from pipeline.app.console.server import create_app
+from pipeline.app.embedded import free_port, wait_port
 from tests.test_console import TOKEN, alert_bytes, make_config, publish, wait_until
 from tests.test_metrics import value
 

@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.config import config_from_dict
-from pipeline.console import create_app
-from pipeline.i18n import catalogue
-from pipeline.incident_store import IncidentStore, store_url
-from pipeline.incidents import IncidentEvent
-from pipeline.payload import alert_topic, build_alert
-from pipeline.push import IncidentPusher, PushError
+from pipeline.config.settings import config_from_dict
+from pipeline.app.console import create_app
+from pipeline.common.i18n import catalogue
+from pipeline.alerts.incident_store import IncidentStore, store_url
+from pipeline.alerts.incidents import IncidentEvent
+from pipeline.alerts.payload import alert_topic, build_alert
+from pipeline.alerts.push import IncidentPusher, PushError
 from tests.test_console import publish, wait_until
 
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import config_from_dict
-from pipeline.console import create_app
-from pipeline.embedded import free_port
-from pipeline.incident_store import IncidentStore, store_url
-from pipeline.incidents import IncidentEvent
-from pipeline.payload import alert_topic, build_alert
+from pipeline.config.settings import config_from_dict
+from pipeline.app.console import create_app
+from pipeline.app.embedded import free_port
+from pipeline.alerts.incident_store import IncidentStore, store_url
+from pipeline.alerts.incidents import IncidentEvent
+from pipeline.alerts.payload import alert_topic, build_alert
 from tests.test_console import publish, wait_until
 from tests.test_console_browser import CAMERAS, CHROMIUM, CHROMIUM_ARGS, sync_playwright, uvicorn
 

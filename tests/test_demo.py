@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import MqttSettings
-from pipeline.mqtt import Subscriber
+from pipeline.config.settings import MqttSettings
+from pipeline.delivery.mqtt import Subscriber
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def test_demo_delivers_fire_flood_congestion_to_the_configured_broker(mqtt_broke
     sub = Subscriber(MqttSettings(url=mqtt_broker), "demo-test-ioc", ["citywatch/alerts/#"], on_message).start()
     try:
         assert sub.wait_subscribed(10)
-        run = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], cwd=ROOT, env=env,
+        run = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "demo"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=600)
     finally:
         sub.stop()

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.embedded import MosquittoProcess
-from pipeline.keys import frame_key, parse_frame_key
-from pipeline.state import StateStore
+from pipeline.app.embedded import MosquittoProcess
+from pipeline.frames.keys import frame_key, parse_frame_key
+from pipeline.state.store import StateStore
 from tests.deploy_site import PATTERN, SHARDS, AlertCollector, Site, _wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]

@@ -11,8 +11,8 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.evaluate import (EvaluationError, LabeledMedia, evaluate, read_labels, run_media,
+from pipeline.app.cli import app
+from pipeline.app.evaluate.run import (EvaluationError, LabeledMedia, evaluate, read_labels, run_media,
                                score, truth)
 from tests.evaluate_support import ColourAnalyzer, RecordingTrainer, media, sources  # noqa: F401 (fixtures)
 
@@ -184,8 +184,8 @@ def test_json_media_entries(media):
 def test_cli_writes_csv_rows_and_html(media, tmp_path, monkeypatch):
     import functools
 
-    import pipeline.cli.evaluate as cli
-    from pipeline.evaluate_results import EVENT_TYPES, csv_columns
+    import pipeline.app.cli.evaluate as cli
+    from pipeline.app.evaluate.results import EVENT_TYPES, csv_columns
 
     monkeypatch.setattr(cli, "evaluate", functools.partial(evaluate, factory=ColourAnalyzer))
     out_csv, out_html = tmp_path / "o" / "media.csv", tmp_path / "o" / "report.html"
@@ -210,13 +210,13 @@ def test_cli_source_folds_use_the_verifier_trainer(sources, tmp_path, monkeypatc
     import types
 
     trainer = RecordingTrainer()
-    monkeypatch.setitem(sys.modules, "pipeline.verifier_fit", types.SimpleNamespace(VerifierTrainer=lambda: trainer))
+    monkeypatch.setitem(sys.modules, "pipeline.app.verifier_fit", types.SimpleNamespace(VerifierTrainer=lambda: trainer))
     out = tmp_path / "folds.json"
     result = CliRunner().invoke(app, ["evaluate", str(sources / "labels.csv"), "--folds", "source", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "leave-one-source-out: 3 folds" in result.output and len(trainer.calls) == 3
     assert json.loads(out.read_text())["folds"]["held_out"] == ["alpha", "beta", "gamma"]
-    monkeypatch.setitem(sys.modules, "pipeline.verifier_fit", None)  # the module is not there: a clear error
+    monkeypatch.setitem(sys.modules, "pipeline.app.verifier_fit", None)  # the module is not there: a clear error
     result = CliRunner().invoke(app, ["evaluate", str(sources / "labels.csv"), "--folds", "source"])
     assert result.exit_code == 2 and "needs the verifier trainer" in result.output
     result = CliRunner().invoke(app, ["evaluate", str(sources / "labels.csv"), "--folds", "leave-one-out"])

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import pipeline.cli.evaluate as cli
-from pipeline.cli import app
-from pipeline.evaluate import LabeledMedia, evaluate, parse_onset, read_labels, run_media, score, traffic_confusion
-from pipeline.evaluate_html import IMAGE_WIDTH, render_html
+import pipeline.app.cli.evaluate as cli
+from pipeline.app.cli import app
+from pipeline.app.evaluate.run import LabeledMedia, evaluate, parse_onset, read_labels, run_media, score, traffic_confusion
+from pipeline.app.evaluate.html import IMAGE_WIDTH, render_html
 from tests.evaluate_support import (BLACK, BLUE, BOX, GREEN, GREY, RED, ColourAnalyzer, TrafficAnalyzer,  # noqa: F401
                                     media, still, video)
 

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.evidence import EvidenceError, EvidenceStore, annotate, evidence_key
-from pipeline.incidents import IncidentEvent, incident_id
-from pipeline.keys import frame_key
+from pipeline.alerts.evidence import EvidenceError, EvidenceStore, annotate, evidence_key
+from pipeline.alerts.incidents import IncidentEvent, incident_id
+from pipeline.frames.keys import frame_key
 
 TS = 1_763_844_026.5
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embedded import EmbeddedS3, free_port
-from pipeline.mqtt import Subscriber
-from pipeline.runner import WatchSession, build_worker
+from pipeline.app.embedded import EmbeddedS3, free_port
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.processing.runner import WatchSession, build_worker
 from tests.faults_support import (ROOT, Inbox, frame_store, incidents_consistent, put_scene, read_counters,
                                   start_worker_process, write_config)
 
@@ -78,7 +78,7 @@ def test_sigkill_mid_batch_then_restart_skips_no_frame_and_starts_no_incident_tw
     starts = {(a["camera"]["id"], a["type"]) for a in alerts if a["state"] == "start"}
     assert {("cam-fire", "fire"), ("cam-fire2", "fire"), ("cam-flood", "flood")} <= starts
     assert not [a for a in alerts if a["camera"]["id"] == "cam-quiet"]
-    from pipeline.state import StateStore
+    from pipeline.state.store import StateStore
 
     with StateStore(state_db) as state:
         assert {c: state.checkpoint(c) for c in cameras} == {c: keys[-1] for c, keys in uploaded.items()}

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.config import S3Settings
-from pipeline.embedded import EmbeddedS3
-from pipeline.frames import (
+from pipeline.config.settings import S3Settings
+from pipeline.app.embedded import EmbeddedS3
+from pipeline.frames.store import (
     BadFrame, FrameMissing, FrameStore, FrameStoreUnavailable, FrameTooLarge, decode_frame, jpeg_dimensions,
     make_minio,
 )
@@ -119,7 +119,7 @@ def test_outage_raises_unavailable_then_recovers(caplog):
         store.ensure_bucket()
         first = store.put_frame("cam", T0, jpeg())
         server.kill()  # the S3 server crashes
-        caplog.set_level(logging.WARNING, logger="pipeline.frames")
+        caplog.set_level(logging.WARNING, logger="pipeline.frames.store")
         started = time.monotonic()
         with pytest.raises(FrameStoreUnavailable) as info:
             store.list_new("cam", None, 10)
@@ -128,7 +128,7 @@ def test_outage_raises_unavailable_then_recovers(caplog):
         message = str(info.value)
         assert f"127.0.0.1:{server.port}" in message and "list outage-frames/cam/" in message
         assert "Connection refused" in message or "cannot connect" in message
-        lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.frames"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.frames.store"]
         assert len(lines) >= 2 and all(f"127.0.0.1:{server.port}" in line for line in lines)
         assert not any(server.secret_key in line or server.access_key in line for line in caplog.text.splitlines())
 

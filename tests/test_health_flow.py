@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from flows.health import camera_statuses, newest_frame_ts, publish_camera_statuses
-from pipeline.config import config_from_dict
-from pipeline.keys import frame_key
+from pipeline.config.settings import config_from_dict
+from pipeline.frames.keys import frame_key
 
 CAMS = ["hf-online", "hf-stale", "hf-old", "hf-never"]
 

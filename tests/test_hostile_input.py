@@ -16,12 +16,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import ConfigError, config_from_dict
-from pipeline.frames import BadFrame, decode_frame
-from pipeline.keys import frame_key
-from pipeline.mqtt import Subscriber
-from pipeline.runner import WatchSession, build_worker
+from pipeline.app.cli import app
+from pipeline.config.settings import ConfigError, config_from_dict
+from pipeline.frames.store import BadFrame, decode_frame
+from pipeline.frames.keys import frame_key
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.processing.runner import WatchSession, build_worker
 from sample_media import load_scene
 from tests.faults_support import Inbox, frame_store, put_scene, write_config
 

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from pipeline.acks import AckError, ack_topic, make_ack, parse_ack
-from pipeline.config import ConfigError, config_from_dict
-from pipeline.console_view import alert_filter, validate_event_type
-from pipeline.ids import CAMERA_ID, full_match
-from pipeline.keys import InvalidCameraId, InvalidFrameKey, frame_key, parse_frame_key, validate_camera_id
-from pipeline.payload import alert_topic, validate_alert_json
-from pipeline.publisher import MqttPublisher
+from pipeline.delivery.acks import AckError, ack_topic, make_ack, parse_ack
+from pipeline.config.settings import ConfigError, config_from_dict
+from pipeline.app.console_view import alert_filter, validate_event_type
+from pipeline.common.ids import CAMERA_ID, full_match
+from pipeline.frames.keys import InvalidCameraId, InvalidFrameKey, frame_key, parse_frame_key, validate_camera_id
+from pipeline.alerts.payload import alert_topic, validate_alert_json
+from pipeline.delivery.publisher import MqttPublisher
 from tests.test_cap import payload as cap_payload
 
 TAILS = ["\n", "\r\n", "\n\n"]
@@ -55,8 +55,8 @@ def test_config_names_with_a_trailing_newline_are_refused(section, field):
 
 
 def test_publisher_refuses_a_worker_name_with_a_newline(tmp_path):
-    from pipeline.config import MqttSettings
-    from pipeline.state import StateStore
+    from pipeline.config.settings import MqttSettings
+    from pipeline.state.store import StateStore
 
     with pytest.raises(ValueError):
         MqttPublisher(MqttSettings(), StateStore(tmp_path / "s.db"), "worker-1\n")

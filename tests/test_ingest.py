@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.frames import FrameStore, decode_frame
-from pipeline.ingest import IngestError, ingest
-from pipeline.keys import InvalidCameraId, parse_frame_key
+from pipeline.app.cli import app
+from pipeline.frames.store import FrameStore, decode_frame
+from pipeline.frames.ingest import IngestError, ingest
+from pipeline.frames.keys import InvalidCameraId, parse_frame_key
 
 START = datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc)
 
@@ -198,7 +198,7 @@ def test_cli_refuses_bad_options(s3_env, tmp_path, args, message):
 
 
 def test_unreachable_stream_refused_without_leaking_credentials(store):
-    from pipeline.embedded import free_port
+    from pipeline.app.embedded import free_port
 
     url = f"rtsp://viewer:hunter2@127.0.0.1:{free_port()}/live"
     with pytest.raises(IngestError, match="cannot open") as info:

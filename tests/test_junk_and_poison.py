@@ -11,8 +11,8 @@ import uuid
 import cv2
 import numpy as np
 
-from pipeline.analysis import FrameAnalyzer
-from pipeline.runner import WatchSession
+from pipeline.processing.analysis import FrameAnalyzer
+from pipeline.processing.runner import WatchSession
 from sample_media import load_scene
 from tests.faults_support import frame_store, write_config
 

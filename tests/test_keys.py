@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from pipeline.keys import InvalidCameraId, InvalidFrameKey, frame_key, parse_frame_key, validate_camera_id
+from pipeline.frames.keys import InvalidCameraId, InvalidFrameKey, frame_key, parse_frame_key, validate_camera_id
 
 T0 = datetime(2026, 11, 22, 20, 40, 26, 123456, tzinfo=timezone.utc)
 

@@ -16,10 +16,10 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import metrics
-from pipeline.embedded import free_port
-from pipeline.logs import configure_logging, log_format_from_env
-from pipeline.runner import WatchSession
+from pipeline.processing import metrics
+from pipeline.app.embedded import free_port
+from pipeline.common.logs import configure_logging, log_format_from_env
+from pipeline.processing.runner import WatchSession
 from tests.faults_support import frame_store, put_scene, write_config
 
 
@@ -94,21 +94,21 @@ def test_the_metrics_port_is_validated_and_a_busy_port_does_not_stop_the_worker(
         busy.listen()
         monkeypatch.setenv(metrics.PORT_ENV, str(busy.getsockname()[1]))
         monkeypatch.setenv(metrics.ADDR_ENV, "127.0.0.1")
-        caplog.set_level(logging.WARNING, logger="pipeline.metrics")
+        caplog.set_level(logging.WARNING, logger="pipeline.processing.metrics")
         assert metrics.serve_from_env() is None
     assert "no metrics endpoint" in caplog.text
 
 
 def test_json_logs_one_object_per_line_with_extras_and_escapes():
-    code = ("import logging; from pipeline.logs import configure_logging; configure_logging(); "
-            "logging.getLogger('pipeline.worker').warning('camera %s: skipped %s', 'cam-1', 'a\\x1b[2Jb\\nforged', "
+    code = ("import logging; from pipeline.common.logs import configure_logging; configure_logging(); "
+            "logging.getLogger('pipeline.processing.worker').warning('camera %s: skipped %s', 'cam-1', 'a\\x1b[2Jb\\nforged', "
             "extra={'camera': 'cam-1'})")
     env = {**os.environ, "CITYWATCH_LOG_FORMAT": "json"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     record = json.loads(lines[0])
-    assert record["level"] == "WARNING" and record["logger"] == "pipeline.worker" and record["camera"] == "cam-1"
+    assert record["level"] == "WARNING" and record["logger"] == "pipeline.processing.worker" and record["camera"] == "cam-1"
     assert record["message"] == "camera cam-1: skipped a\x1b[2Jb\nforged" and "\\u001b" in lines[0]
     assert record["time"].endswith("+0000")
 
@@ -119,6 +119,6 @@ def test_log_format_is_validated(tmp_path):
         log_format_from_env({"CITYWATCH_LOG_FORMAT": "xml"})
     with pytest.raises(ValueError, match="log format 'yaml'"):
         configure_logging(fmt="yaml")
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "shards"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "shards"], capture_output=True, text=True,
                          env={**os.environ, "CITYWATCH_LOG_FORMAT": "xml"}, timeout=60)
     assert out.returncode == 2 and "CITYWATCH_LOG_FORMAT: 'xml' is not one of text, json" in out.stderr

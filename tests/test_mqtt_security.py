@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pipeline.config import MqttSettings
-from pipeline.embedded import MosquittoProcess, free_port, wait_port
-from pipeline.mqtt import MqttSetupError, make_client
-from pipeline.publisher import MqttPublisher
-from pipeline.state import OutboxMessage, StateStore
+from pipeline.config.settings import MqttSettings
+from pipeline.app.embedded import MosquittoProcess, free_port, wait_port
+from pipeline.delivery.mqtt import MqttSetupError, make_client
+from pipeline.delivery.publisher import MqttPublisher
+from pipeline.state.store import OutboxMessage, StateStore
 from tests.test_publisher import RUN_AS_ME, Collector
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
@@ -240,8 +240,8 @@ require_certificate true
 def test_console_as_ioc_sees_acknowledgements_under_the_shipped_acl(secure_broker, tmp_path):
     from starlette.testclient import TestClient
 
-    from pipeline.config import config_from_dict
-    from pipeline.console import create_app
+    from pipeline.config.settings import config_from_dict
+    from pipeline.app.console import create_app
     from tests.test_console import alert_bytes, wait_until
 
     cfg = config_from_dict({

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
-from pipeline.config import CameraConfig
-from pipeline.evidence import Evidence
-from pipeline.incidents import IncidentEvent, incident_id
-from pipeline.keys import frame_key
-from pipeline.payload import (AlertPayload, SCHEMA_PATH, alert_topic, build_alert, cap_topic,
+from pipeline.config.settings import CameraConfig
+from pipeline.alerts.evidence import Evidence
+from pipeline.alerts.incidents import IncidentEvent, incident_id
+from pipeline.frames.keys import frame_key
+from pipeline.alerts.payload import (AlertPayload, SCHEMA_PATH, alert_topic, build_alert, cap_topic,
                               generate_schema, main, message_id, validate_alert_json)
 
 CAMERA = CameraConfig(id="cam-01", name="Main St / 5th", location={"lat": 52.52, "lon": 13.4, "district": "Mitte"})

@@ -15,11 +15,11 @@ import uuid
 
 import pytest
 
-from pipeline.config import MqttSettings
-from pipeline.embedded import free_port
-from pipeline.mqtt import Subscriber
-from pipeline.publisher import MqttPublisher
-from pipeline.state import OutboxMessage, StateStore
+from pipeline.config.settings import MqttSettings
+from pipeline.app.embedded import free_port
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.delivery.publisher import MqttPublisher
+from pipeline.state.store import OutboxMessage, StateStore
 
 
 class Collector:
@@ -185,9 +185,9 @@ def test_broker_restart_mid_stream_loses_nothing(mosquitto_factory, tmp_path):
 
 _KILLED_PUBLISHER = textwrap.dedent("""
     import sys, time
-    from pipeline.config import MqttSettings
-    from pipeline.publisher import MqttPublisher
-    from pipeline.state import OutboxMessage, StateStore
+    from pipeline.config.settings import MqttSettings
+    from pipeline.delivery.publisher import MqttPublisher
+    from pipeline.state.store import OutboxMessage, StateStore
     url, db, pfx, n, client_id = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     store = StateStore(db)
     store.commit_batch("cam-1", "k", [OutboxMessage(f"{pfx}/alerts/fire/cam-1", str(i).encode())

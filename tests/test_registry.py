@@ -6,7 +6,7 @@ from __future__ import annotations
 from detectors.fire import FireDetector
 from detectors.flood import FloodDetector
 from detectors.registry import REGISTRY, build
-from pipeline.config import CameraDetectors
+from pipeline.config.settings import CameraDetectors
 
 
 def test_every_config_section_has_one_detector():

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.keys import frame_key
-from pipeline.retention import RetentionError, delete_old_frames
+from pipeline.frames.keys import frame_key
+from pipeline.frames.retention import RetentionError, delete_old_frames
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
@@ -52,7 +52,7 @@ def test_deletes_only_frames_older_than_the_cutoff(minio_client, bucket):
 
 
 def test_limits_to_given_cameras_and_batches_large_deletes(minio_client, bucket, monkeypatch):
-    import pipeline.retention as retention
+    import pipeline.frames.retention as retention
 
     monkeypatch.setattr(retention, "DELETE_BATCH", 7)  # exercise several DeleteObjects calls
     for i in range(20):

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from detectors.congestion import CongestionDetector, CongestionSettings
-from pipeline.config import AlertSettings, CameraConfig, CameraDetectors
-from pipeline.evaluate_labels import LabeledMedia
-from pipeline.rule_tuning import (FoldTrainer, GridPoint, RuleGrid, RuleTuner, choose, chosen_summary,
+from pipeline.config.settings import AlertSettings, CameraConfig, CameraDetectors
+from pipeline.app.evaluate.labels import LabeledMedia
+from pipeline.app.rule_tuning import (FoldTrainer, GridPoint, RuleGrid, RuleTuner, choose, chosen_summary,
                                   tuned_factory, with_settings)
 from tests.test_detector_congestion import Road, run
 

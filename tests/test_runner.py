@@ -7,8 +7,8 @@ import threading
 import time
 import uuid
 
-from pipeline.mqtt import Subscriber
-from pipeline.runner import WatchSession
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.processing.runner import WatchSession
 from tests.faults_support import Inbox, frame_store, put_scene, write_config
 
 

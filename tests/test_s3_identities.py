@@ -1,5 +1,5 @@
 """S3 credentials and least privilege, for real: the session's SeaweedFS server has the admin,
-worker and ingest identities of `deploy/minio/`'s policies (:mod:`pipeline.embedded_s3`). A camera
+worker and ingest identities of `deploy/minio/`'s policies (:mod:`pipeline.app.embedded_s3`). A camera
 (ingest identity) puts frames it cannot read back; the worker identity turns them into an alert
 whose presigned snapshot URL works over plain HTTP; each identity is refused what it must not do."""
 
@@ -15,10 +15,10 @@ import uuid
 import pytest
 from minio.error import S3Error
 
-from pipeline.config import S3Settings
-from pipeline.frames import FrameStore, make_minio
-from pipeline.mqtt import Subscriber
-from pipeline.runner import WatchSession
+from pipeline.config.settings import S3Settings
+from pipeline.frames.store import FrameStore, make_minio
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.processing.runner import WatchSession
 from tests.faults_support import Inbox, put_scene, write_config
 
 

@@ -15,14 +15,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import config_from_dict
-from pipeline.embedded import free_port
-from pipeline.frames import FrameStore, FrameStoreUnavailable, make_minio
-from pipeline.mqtt import Subscriber
-from pipeline.publisher import MqttPublisher
-from pipeline.runner import WatchSession
-from pipeline.state import StateStore
+from pipeline.app.cli import app
+from pipeline.config.settings import config_from_dict
+from pipeline.app.embedded import free_port
+from pipeline.frames.store import FrameStore, FrameStoreUnavailable, make_minio
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.delivery.publisher import MqttPublisher
+from pipeline.processing.runner import WatchSession
+from pipeline.state.store import StateStore
 from tests.faults_support import (
     CAMERA_LOCATION, TESTER_ACCESS_KEY, TESTER_SECRET_KEY, Inbox, put_scene, start_worker_process,
 )
@@ -67,7 +67,7 @@ def test_watch_cycle_at_debug_logs_no_secret(s3_server, auth_broker, tmp_path, c
     config = config_from_dict(data, env=env)
     assert config.s3.secret_key.get_secret_value() == S3_SECRET
     caplog.set_level(logging.DEBUG)  # every logger: ours, paho's, urllib3's, minio's
-    for name in ("pipeline", "pipeline.mqtt.paho", "urllib3"):
+    for name in ("pipeline", "pipeline.delivery.mqtt.paho", "urllib3"):
         logging.getLogger(name).setLevel(logging.DEBUG)
 
     store = FrameStore(make_minio(config.s3), config.s3.frames_bucket)

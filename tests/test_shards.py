@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import ConfigError, ShardSettings, config_from_dict
-from pipeline.shards import (
+from pipeline.app.cli import app
+from pipeline.config.settings import ConfigError, ShardSettings, config_from_dict
+from pipeline.state.shards import (
     UnknownShard,
     assign_cameras,
     cameras_for_shard,
@@ -80,7 +80,7 @@ def test_balance_over_many_cameras():
 
 
 def test_hash_is_stable_across_processes():
-    code = "from pipeline.shards import rendezvous_weight; print(rendezvous_weight('shard-3', 'cam-42'))"
+    code = "from pipeline.state.shards import rendezvous_weight; print(rendezvous_weight('shard-3', 'cam-42'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout
     assert int(out) == rendezvous_weight("shard-3", "cam-42")
@@ -159,10 +159,10 @@ def test_seed_checkpoints_skips_old_frames_but_keeps_existing_checkpoints(tmp_pa
     import io
     import time
 
-    from pipeline.frames import FrameStore
-    from pipeline.keys import frame_key
-    from pipeline.shards import seed_checkpoints
-    from pipeline.state import StateStore
+    from pipeline.frames.store import FrameStore
+    from pipeline.frames.keys import frame_key
+    from pipeline.state.shards import seed_checkpoints
+    from pipeline.state.store import StateStore
 
     bucket = f"seed-{int(time.time() * 1000) % 10**9}"
     minio_client.make_bucket(bucket)
@@ -194,7 +194,7 @@ def test_cli_seed(tmp_path):
     cfg = _config(count=2, n=10)
     ids = [c.id for c in cameras_for_shard(cfg, "shard-1")]
     assert f"seeded {len(ids)} of {len(ids)} camera(s) of shard-1" in res.output
-    from pipeline.state import StateStore
+    from pipeline.state.store import StateStore
 
     store = StateStore(tmp_path / "state" / "state.db")
     assert sorted(store.checkpoints()) == ids
@@ -204,7 +204,7 @@ def test_cli_seed(tmp_path):
 
 
 def test_check_watch_deployments():
-    from pipeline.shards import check_watch_deployments
+    from pipeline.state.shards import check_watch_deployments
 
     def dep(name, shard, queue=None):
         d = {"name": name, "entrypoint": "flows/watch.py:watch", "work_pool": {"work_queue_name": queue or shard}}

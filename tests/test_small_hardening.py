@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from pipeline.mqtt import make_client
-from pipeline.runner import WatchSession
+from pipeline.delivery.mqtt import make_client
+from pipeline.processing.runner import WatchSession
 from tests.faults_support import ROOT, frame_store, put_scene, write_config
 
 
@@ -101,7 +101,7 @@ def test_a_bad_exit_grace_setting_never_breaks_the_import_and_falls_back_with_a_
 
 
 def test_the_exit_watchdog_ends_a_process_stuck_on_a_dead_prefect_api_once_armed_and_only_then():
-    from pipeline.embedded import free_port
+    from pipeline.app.embedded import free_port
 
     env = {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}  # nothing listens there
     started = time.monotonic()
@@ -119,8 +119,8 @@ def test_the_exit_watchdog_ends_a_process_stuck_on_a_dead_prefect_api_once_armed
 def test_config_check_never_echoes_credentials_in_the_s3_url(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
-    from pipeline.config import ConfigError, config_from_dict
+    from pipeline.app.cli import app
+    from pipeline.config.settings import ConfigError, config_from_dict
 
     path = tmp_path / "c.yaml"
     path.write_text("s3: {url: 'http://AKIAURLKEY:url-secret-93@minio.example:9000'}\n")
@@ -143,9 +143,9 @@ def test_config_check_never_echoes_credentials_in_the_s3_url(tmp_path):
 def test_a_bad_ca_file_gives_a_clear_error_not_a_traceback(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
-    from pipeline.config import MqttSettings
-    from pipeline.mqtt import MqttSetupError
+    from pipeline.app.cli import app
+    from pipeline.config.settings import MqttSettings
+    from pipeline.delivery.mqtt import MqttSetupError
 
     bad = tmp_path / "ca.crt"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
@@ -163,15 +163,15 @@ def test_a_warning_is_logged_when_pubacks_stop_coming_and_a_note_when_they_retur
         mosquitto_factory, tmp_path, caplog):
     import signal
 
-    from pipeline.config import MqttSettings
-    from pipeline.publisher import MqttPublisher
-    from pipeline.state import OutboxMessage, StateStore
+    from pipeline.config.settings import MqttSettings
+    from pipeline.delivery.publisher import MqttPublisher
+    from pipeline.state.store import OutboxMessage, StateStore
 
     broker = mosquitto_factory()
     store = StateStore(tmp_path / "s.db")
     pub = MqttPublisher(MqttSettings(url=broker.url, topic_prefix="cwpuback"), store, "w-puback",
                         client_id=f"p-{uuid.uuid4().hex[:8]}", puback_warn_s=1.0).start()
-    caplog.set_level(logging.INFO, logger="pipeline.publisher")
+    caplog.set_level(logging.INFO, logger="pipeline.delivery.publisher")
     try:
         assert pub.wait_connected(5)
         broker.proc.send_signal(signal.SIGSTOP)  # the connection stays up; nothing is acknowledged
@@ -200,7 +200,7 @@ def _with_exif_thumbnail(jpeg: bytes) -> bytes:
 @pytest.mark.parametrize("trailer", [b"\x00" * 64, b"\xff" * 64, b"camera-metadata:v=2;" * 40,
                                      b"\xff\xd8\xff\xe0 a second, broken image"])
 def test_bytes_after_the_end_of_image_marker_are_accepted(trailer):
-    from pipeline.decode import BadFrame, decode_frame
+    from pipeline.frames.decode import BadFrame, decode_frame
     from sample_media import load_scene
 
     jpeg = load_scene("fire")[0][1]

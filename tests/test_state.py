@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from pipeline.keys import InvalidCameraId
-from pipeline.state import OutboxMessage, StateError, StateStore
+from pipeline.frames.keys import InvalidCameraId
+from pipeline.state.store import OutboxMessage, StateError, StateStore
 
 
 def msg(i: int, topic: str = "citywatch/alerts/fire/cam-1") -> OutboxMessage:
@@ -124,7 +124,7 @@ def test_threads_share_one_store(tmp_path):
 
 _WRITER = textwrap.dedent("""
     import sys
-    from pipeline.state import OutboxMessage, StateStore
+    from pipeline.state.store import OutboxMessage, StateStore
     store = StateStore(sys.argv[1])
     start = int(sys.argv[2])
     print("ready", flush=True)

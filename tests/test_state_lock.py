@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from pipeline.runner import WatchSession, build_worker
-from pipeline.statelock import StateDirLock, StateDirLocked
+from pipeline.processing.runner import WatchSession, build_worker
+from pipeline.state.lock import StateDirLock, StateDirLocked
 from tests.faults_support import start_worker_process, write_config
 
 

@@ -9,9 +9,9 @@ import pytest
 from detectors.base import Finding
 from detectors.fire_patches import FEATURES, PATCH, candidate_rows, candidates, patch_box, patch_rows
 from detectors.verifier import FireVerifier, FireVerifierModel
-from pipeline.analysis import FrameAnalyzer
-from pipeline.config import AlertSettings, CameraConfig
-from pipeline.verifier_models import build_verifiers, shipped_fire_model
+from pipeline.processing.analysis import FrameAnalyzer
+from pipeline.config.settings import AlertSettings, CameraConfig
+from pipeline.processing.verifier_models import build_verifiers, shipped_fire_model
 
 
 def _scene(flame_at: tuple[int, int] | None = (48, 96)) -> np.ndarray:
@@ -112,7 +112,7 @@ def test_onnx_export_matches_scikit_learn():
     pytest.importorskip("sklearn")
     pytest.importorskip("onnx")
     from detectors.verifier import OnnxClassifier
-    from pipeline.verifier_fit import MediaRows, fit_mlp, to_onnx
+    from pipeline.app.verifier_fit import MediaRows, fit_mlp, to_onnx
 
     rng = np.random.RandomState(0)
     items = [MediaRows(f"m{i}", f"s{i % 3}", i % 2, False,
@@ -125,7 +125,7 @@ def test_onnx_export_matches_scikit_learn():
 @pytest.mark.slow
 def test_training_on_the_synthetic_scenes_is_reproducible():
     pytest.importorskip("sklearn")
-    from pipeline.verifier_fit import VerifierTrainer
+    from pipeline.app.verifier_fit import VerifierTrainer
 
     runs = []
     for _ in range(2):

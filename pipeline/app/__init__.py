@@ -1,0 +1,1 @@
+"""What users run: the CLI, console, demo, bench, evaluation and training tools (may import flows)."""

@@ -1,0 +1,5 @@
+"""`python -m pipeline.app.cli` = `citywatch`."""
+
+from pipeline.app.cli import main
+
+main()

@@ -1,5 +1,0 @@
-"""`python -m pipeline.cli` = `citywatch`."""
-
-from pipeline.cli import main
-
-main()

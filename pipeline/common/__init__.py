@@ -1,0 +1,1 @@
+"""Small shared pieces: camera-id rules, text cleaning, logging set-up, the vi/en catalogue."""

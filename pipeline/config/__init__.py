@@ -1,0 +1,1 @@
+"""The strict configuration model (pydantic) and its YAML loader."""

@@ -1,0 +1,1 @@
+"""The worker: batches of frames through the detectors into incidents, and its metrics."""

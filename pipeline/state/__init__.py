@@ -1,0 +1,1 @@
+"""Durable worker state: outbox and checkpoints (SQLite), run lock, camera health, shards."""
