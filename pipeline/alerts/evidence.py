@@ -106,7 +106,7 @@ class EvidenceStore:
             raise EvidenceError(f"could not encode the snapshot of {event.incident_id} as JPEG")
         data = buf.tobytes()
         key = evidence_key(event)
-        metadata = {"incident-id": event.incident_id, "seq": str(event.seq)}
+        metadata: dict[str, str | list[str] | tuple[str]] = {"incident-id": event.incident_id, "seq": str(event.seq)}
         if frame_key:
             metadata["source-frame"] = frame_key
         self.client.put_object(self.bucket, key, io.BytesIO(data), len(data),

@@ -266,7 +266,7 @@ class IncidentTracker:
             incident_id=inc.incident_id, camera_id=self.camera_id, type=event_type, state=state,
             seq=inc.seq, severity=inc.severity, confidence=round(float(snap.confidence), 4),
             measurements=dict(snap.measurements), level=snap.level,
-            boxes=tuple(tuple(b) for b in snap.boxes), frame_ts=frame_ts,
+            boxes=tuple((b[0], b[1], b[2], b[3]) for b in snap.boxes), frame_ts=frame_ts,
             started_ts=inc.started_ts, ended_ts=ended_ts,
         )
 

@@ -32,7 +32,7 @@ from pipeline.frames.keys import InvalidFrameKey, parse_frame_key, validate_came
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Literal["1.0"] = "1.0"
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "alert.schema.json"
 SCHEMA_ID = "https://citywatch.example.org/schema/alert.schema.json"
 _MESSAGE_NS = uuid.UUID("6f1c2d1e-8a57-4c8e-9a43-2b1f0c5e7d10")

@@ -141,7 +141,8 @@ class PipelinePass:
         self._width = analysis_width(self.analyzer.camera)  # decode_for_analysis, its stages timed apart
         self._span = (frames[-1][0] + 1.0) if frames else 1.0
         self._passes = 0
-        self.best, self.best_ms = float("inf"), {}
+        self.best: float = float("inf")
+        self.best_ms: dict[str, float] = {}
 
     def __call__(self) -> None:  # what Worker._process does per frame, without the I/O
         self.totals.clear()

@@ -276,7 +276,7 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
             deadline = plan.start_at + seconds + drain_s
             for conn, shard in zip(conns, shards):
                 conn.send((len(shard.cameras) * int(seconds * fps), deadline))
-            reports = [conn.recv() if conn.poll(seconds + drain_s + 120) else None for conn in conns]
+            reports: list[Any] = [conn.recv() if conn.poll(seconds + drain_s + 120) else None for conn in conns]
             s3_cpu1, cam_cpu1 = _cpu(s3_pid), _cpu(feeder.pid)
             feeder.join(seconds + 60)
             time.sleep(0.5)  # last PUBACKed messages on their way to the subscriber
@@ -298,7 +298,8 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
     for r in reports:
         result.errors.extend(e for e in r["errors"] if e not in result.errors)
     out = Path(plan.out_file)
-    feed = json.loads(out.read_text()) if out.exists() else {"puts": {}, "errors": ["camera process died"]}
+    feed: dict[str, Any] = (json.loads(out.read_text()) if out.exists()
+                            else {"puts": {}, "errors": ["camera process died"]})
     result.errors.extend(feed["errors"])
     puts = feed["puts"]
     result.frames_put, result.frames_processed = len(puts), sum(r["processed"] for r in reports)

@@ -65,7 +65,11 @@ def run_demo(echo: Callable[[str], None] = print, timeout_s: float = 300.0) -> D
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="citywatch-demo-")))
         env_backup = dict(os.environ)
-        stack.callback(lambda: (os.environ.clear(), os.environ.update(env_backup)))
+        def restore_env() -> None:
+            os.environ.clear()
+            os.environ.update(env_backup)
+
+        stack.callback(restore_env)
         if not os.environ.get("CITYWATCH_S3_URL"):
             s3 = stack.enter_context(EmbeddedS3(workdir=workdir / "s3"))
             for bucket in ("frames", "alerts"):  # the admin makes them; the worker identity may not

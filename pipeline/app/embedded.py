@@ -133,15 +133,15 @@ class AmqttBroker:
             "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
             "topic-check": {"enabled": False},
         }
-        self._loop = asyncio.new_event_loop()
+        loop = self._loop = asyncio.new_event_loop()
         ready = threading.Event()
 
         def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._broker = Broker(config, loop=self._loop)
-            self._loop.run_until_complete(self._broker.start())
+            asyncio.set_event_loop(loop)
+            broker = self._broker = Broker(config, loop=loop)
+            loop.run_until_complete(broker.start())
             ready.set()
-            self._loop.run_forever()
+            loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="amqtt", daemon=True)
         self._thread.start()

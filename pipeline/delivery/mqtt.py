@@ -78,10 +78,11 @@ def _configure_tls(client: paho.Client, mqtt: MqttSettings) -> None:
     # ca None -> the system's trusted CAs; hostname checking stays on. Each file is loaded on its
     # own first, so an unreadable one is named (ssl's own error says only "PEM lib").
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    for what, load in (("ca_file", lambda: ca and context.load_verify_locations(cafile=ca)),
-                       ("cert_file", lambda: cert and context.load_cert_chain(cert, key))):
+    for what, path_given, load in (("ca_file", ca, lambda: context.load_verify_locations(cafile=ca)),
+                                   ("cert_file", cert, lambda: context.load_cert_chain(str(cert), key))):
         try:
-            load()
+            if path_given:
+                load()
         except (ssl.SSLError, OSError, ValueError) as exc:
             path = ca if what == "ca_file" else f"{cert} (key {key})"
             raise MqttSetupError(f"mqtt.{what}: {path} is not a usable PEM file "
@@ -203,6 +204,6 @@ class Subscriber:
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         try:
-            self._handler(message.topic, message.payload, bool(message.retain))
+            self._handler(message.topic, bytes(message.payload), bool(message.retain))
         except Exception:  # noqa: BLE001 - one bad message must not kill the network thread
             log.exception("handler failed for a message on %s", printable(message.topic))

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Generator
 
 import cv2
 import numpy as np
@@ -49,7 +49,7 @@ class IngestResult:
 
 @dataclass
 class _Source:
-    frames: Iterator[tuple[float, str, np.ndarray]]  # (media seconds, label, BGR image)
+    frames: Generator[tuple[float, str, np.ndarray], None, None]  # (media seconds, label, BGR image)
     expected: int | None
     live: bool = False
 
@@ -77,15 +77,15 @@ def _open_capture(source: str) -> cv2.VideoCapture:
 
 def _video_source(path: str, fps: float, duration: float | None) -> _Source:
     cap = _open_capture(path)
-    native = cap.get(cv2.CAP_PROP_FPS)
-    native = native if 0 < native < 1000 else None
+    reported = cap.get(cv2.CAP_PROP_FPS)
+    native = reported if 0 < reported < 1000 else None
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     expected = None
     if native and count > 0:
         length = count / native if duration is None else min(duration, count / native)
         expected = max(1, int(length * min(fps, native) + 0.999))
 
-    def frames() -> Iterator[tuple[float, str, np.ndarray]]:
+    def frames() -> Generator[tuple[float, str, np.ndarray], None, None]:
         index, next_t, step = 0, 0.0, 1.0 / fps
         try:
             while cap.grab():
@@ -108,7 +108,7 @@ def _video_source(path: str, fps: float, duration: float | None) -> _Source:
 def _stream_source(url: str, fps: float, duration: float | None, clock: Callable[[], float]) -> _Source:
     cap = _open_capture(url)
 
-    def frames() -> Iterator[tuple[float, str, np.ndarray]]:
+    def frames() -> Generator[tuple[float, str, np.ndarray], None, None]:
         t0, next_t, step = clock(), 0.0, 1.0 / fps
         try:
             while True:
@@ -134,7 +134,7 @@ def _folder_source(folder: Path, fps: float, skipped: list[tuple[str, str]]) -> 
     if not files:
         raise IngestError(f"folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
-    def frames() -> Iterator[tuple[float, str, np.ndarray]]:
+    def frames() -> Generator[tuple[float, str, np.ndarray], None, None]:
         t = 0.0
         for path in files:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)

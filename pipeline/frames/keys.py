@@ -62,6 +62,7 @@ def validate_camera_id(camera_id: object) -> str:
         raise InvalidCameraId(
             f"camera id {shown} is not allowed: use 1-64 characters from A-Z a-z 0-9 _ -"
         )
+    assert isinstance(camera_id, str)  # full_match accepts only a str
     return camera_id
 
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.app.evaluate.run import HEADLINE, Evaluation, score, truth
+from pipeline.app.evaluate.run import HEADLINE, Evaluation, Subset, score, truth
 from pipeline.app.evaluate.results import TRAFFIC_LABELS, TRAFFIC_PREDICTED, traffic_confusion
 
 _LABELS = {"fire": "fire", "flood": "flood", "congestion": "congestion",
@@ -23,10 +23,11 @@ COLUMNS = ("task", "media", "n", "TP", "FP", "FN", "TN", "prec.", "recall", "acc
            "TTA p50 s", "TTA p90 s", "not judged")
 
 
-def score_rows(evaluation: Evaluation) -> list[tuple[str, str, list[str]]]:
+def score_rows(evaluation: Evaluation) -> list[tuple[str, Subset, list[str]]]:
     """``(task, media kind, formatted cells under COLUMNS)`` of the results table: the console's and
     the HTML report's numbers come from here."""
-    rows = [(task, kind) for task in HEADLINE for kind in ("all", "clips", "stills")]
+    kinds: tuple[Subset, ...] = ("all", "clips", "stills")
+    rows: list[tuple[str, Subset]] = [(task, kind) for task in HEADLINE for kind in kinds]
     rows += [("fire_only", "all"), ("smoke_only", "all"), ("smoke", "all")]
     out = []
     for task, kind in rows:

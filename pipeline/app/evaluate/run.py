@@ -29,6 +29,9 @@ from pipeline.app.evaluate.results import LEVEL_RANK, Score, evaluation_json, sc
 from pipeline.frames.ingest import IngestError, open_source
 from pipeline.processing.worker import decode_for_analysis  # the worker's decode, so frames match the flow's
 
+#: Which media of an evaluation to score.
+Subset = Literal["all", "clips", "stills"]
+
 __all__ = ["EPOCH", "HEADLINE", "STILL_SECONDS", "TASKS", "AlarmFrame", "Analyzer", "AnalyzerFactory",
            "Evaluation", "EvaluationError", "LabeledMedia", "MediaResult", "Score", "Trainer",
            "default_analyzer", "evaluate", "parse_onset", "read_labels", "run_media", "score",
@@ -215,7 +218,7 @@ class Evaluation:
     def skipped(self) -> list[MediaResult]:
         return [r for r in self.results if r.error is not None]
 
-    def subset(self, kind: Literal["all", "clips", "stills"]) -> list[MediaResult]:
+    def subset(self, kind: Subset) -> list[MediaResult]:
         if kind == "all":
             return self.evaluated
         return [r for r in self.evaluated if r.media.is_still == (kind == "stills")]
