@@ -43,11 +43,11 @@ from detectors.congestion_features import (
     lanes_from_motion,
     local_contrast,
     road_zone_from_asphalt,
-    shrink,
     smooth,
     track_motion,
     vehicle_texture,
 )
+from detectors.imaging import shrink
 
 LEVELS = ("free", "free", "free", "medium", "medium", "heavy")  # by LOS A..F
 FREE_FLOW = 0.85  # share of moving spots above the crawl speed that counts as free-flow speed
@@ -241,7 +241,7 @@ class CongestionDetector:
             raise ValueError(f"expected a BGR uint8 frame, got shape {frame.shape} {frame.dtype}")
         s = self.settings
         h, w = working_size(frame.shape[0], frame.shape[1], s.working_width)
-        small = shrink(frame, w, h)
+        small = shrink(frame, w, h, "nearest_then_area")
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         if self._shape != (h, w):
             self._reset((h, w))

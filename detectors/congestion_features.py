@@ -5,12 +5,13 @@ counted with ``cv2.countNonZero`` without conversions."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import functools
+from typing import NamedTuple
 
 import cv2
 import numpy as np
+
+from detectors.imaging import halve_mask, resize_mask
 
 
 class MotionSample(NamedTuple):
@@ -34,16 +35,6 @@ _WINDOW = (9, 9)
 _LK_COARSE = {"winSize": _WINDOW, "maxLevel": 2, "criteria": _CRITERIA}
 _LK_FINE = {"winSize": _WINDOW, "maxLevel": 0, "criteria": _CRITERIA,
             "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
-
-
-def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a BGR frame to (width, height): nearest to twice the size first when it is much
-    larger (cheap), then area averaging (no aliasing)."""
-    if frame.shape[1] == width and frame.shape[0] == height:
-        return frame
-    if frame.shape[1] >= 4 * width:
-        frame = cv2.resize(frame, (2 * width, 2 * height), interpolation=cv2.INTER_NEAREST)
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def count(mask: np.ndarray) -> int:
@@ -121,7 +112,7 @@ def lanes_from_motion(recent_motion: np.ndarray, shape: tuple[int, int]) -> np.n
     k = max(3, int(round(recent_motion.shape[1] * 0.05)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     lanes = cv2.dilate(recent_motion, kernel)
-    return cv2.resize(lanes, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return resize_mask(lanes, shape[1], shape[0])
 
 
 def road_zone_from_asphalt(asphalt: np.ndarray, min_part: float = 0.02) -> np.ndarray:
@@ -129,15 +120,14 @@ def road_zone_from_asphalt(asphalt: np.ndarray, min_part: float = 0.02) -> np.nd
     of ~4 % of the width, keeping only parts larger than ``min_part`` of the frame. Worked out
     at half size (it only runs until motion has shown where the lanes are)."""
     h, w = asphalt.shape
-    half = cv2.resize(asphalt, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    _, half = cv2.threshold(half, 127, 255, cv2.THRESH_BINARY)
+    half = halve_mask(asphalt)
     k = max(3, int(round(half.shape[1] * 0.04)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     closed = cv2.morphologyEx(half, cv2.MORPH_CLOSE, kernel)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8, ltype=cv2.CV_16U)
     big = np.where(stats[:, cv2.CC_STAT_AREA] >= min_part * half.size, 255, 0).astype(np.uint8)
     big[0] = 0
-    return cv2.resize(big[labels], (w, h), interpolation=cv2.INTER_NEAREST)
+    return resize_mask(big[labels], w, h)
 
 
 def vehicle_texture(contrast: np.ndarray, level: int) -> np.ndarray:
@@ -223,9 +213,7 @@ def rigidity(points: np.ndarray, shifts: np.ndarray, radius: float) -> float | N
 def count_vehicles(occupied: np.ndarray, min_area_frac: float = 2e-4) -> int:
     """Rough vehicle count: blobs of the occupied mask at half size (touching vehicles merge,
     so dense queues are undercounted)."""
-    h, w = occupied.shape
-    half = cv2.resize(occupied, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    _, half = cv2.threshold(half, 127, 255, cv2.THRESH_BINARY)
+    half = halve_mask(occupied)
     _, _, stats, _ = cv2.connectedComponentsWithStats(half, connectivity=8, ltype=cv2.CV_16U)
     min_area = max(2, int(min_area_frac * half.size))
     return int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area))

@@ -31,6 +31,7 @@ from detectors.base import DetectorSettings, Finding, region_mask, working_size
 from detectors.fire_features import GLOW_RING, CellFlicker, flame_blobs, flame_colour_mask, glows
 from detectors.fire_smoke import SmokeHaze
 from detectors.fire_static import still_flames
+from detectors.imaging import resize_mask, shrink
 
 CELL = 16  # grid cell side at the working size (320 px wide)
 STILL_CHANGE = 0.002  # mean brightness change (0..1) below which consecutive frames are identical
@@ -59,16 +60,6 @@ class SmokeSettings(DetectorSettings):
         1.0, ge=0.0, le=100.0, description="Smallest hazy area, % of the watched region")
     min_history_s: float = Field(
         10.0, ge=1.0, le=120.0, description="Seconds of frames needed before smoke can be judged")
-
-
-def _shrink(frame: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Downscale by repeated exact halving (a 2x2 box filter, as good as INTER_AREA but cheaper)."""
-    while frame.shape[1] >= 2 * w and frame.shape[0] >= 2 * h:
-        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2),
-                           interpolation=cv2.INTER_LINEAR)
-    if frame.shape[:2] != (h, w):
-        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-    return frame
 
 
 def _shift(sensitivity: float) -> float:
@@ -117,8 +108,7 @@ class FireDetector:
         """The smoke region at half size and its pixel count, computed once per frame size."""
         key = region.shape
         if key not in self._half_regions:
-            half = (region.shape[1] // 2, region.shape[0] // 2)
-            small = cv2.resize(region.view(np.uint8), half, interpolation=cv2.INTER_NEAREST).view(bool)
+            small = resize_mask(region, region.shape[1] // 2, region.shape[0] // 2)
             self._half_regions[key] = (small, max(int(np.count_nonzero(small)), 1))
         return self._half_regions[key]
 
@@ -131,7 +121,7 @@ class FireDetector:
         h, w = working_size(*frame.shape[:2])
         if h < CELL or w < CELL:
             raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small to analyse")
-        small = _shrink(frame, w, h)
+        small = shrink(frame, w, h, "halving_uncropped")
         luma = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         fire_region, smoke_region = self._region(h, w)
         fire = self._detect_fire(small, luma, fire_region, ts)

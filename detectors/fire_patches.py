@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from detectors.imaging import block_means
+
 PATCH = 24  # px at the 320 px working width
 CANDIDATE_SHARE = 0.1  # share of a patch's pixels that must be flame-coloured to be scored
 _MASKS = ("flame", "core", "yellow", "red", "mud", "grey", "blue", "specular")
@@ -29,7 +31,7 @@ FLAME = FEATURES.index("flame")
 def _block_means(image: np.ndarray, ny: int, nx: int) -> np.ndarray:
     """Mean of each PATCH x PATCH block (exact: area resize by an integer factor)."""
     crop = np.ascontiguousarray(image[: ny * PATCH, : nx * PATCH], np.float32)
-    return cv2.resize(crop, (nx, ny), interpolation=cv2.INTER_AREA)
+    return block_means(crop, nx, ny)
 
 
 def _flame(b: np.ndarray, g: np.ndarray, r: np.ndarray, sat: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ from collections import deque
 import cv2
 import numpy as np
 
+from detectors.imaging import block_means, resize_mask
+
 
 class SmokeHaze:
     """Smoke evidence per grid cell against a slow background model.
@@ -80,7 +82,7 @@ class SmokeHaze:
     def _cell_means(self, image: np.ndarray) -> np.ndarray:
         """Mean of each cell of a float image of the grid's crop (exact: a box average)."""
         rows, cols = self.grid
-        return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA).ravel()
+        return block_means(image, cols, rows).ravel()
 
     def _cell_sums(self, image: np.ndarray) -> np.ndarray:
         return self._cell_means(image) * float(self.cell * self.cell)
@@ -180,8 +182,7 @@ class SmokeHaze:
             # background = per-pixel lower quantile (30 %) of snapshots every few seconds: passing
             # cars add edges, so they do not enter it; cells seen hazy keep their old background
             rows, cols = grid
-            frozen = cv2.resize(flag.reshape(rows, cols).view(np.uint8), grad.shape[::-1],
-                                interpolation=cv2.INTER_NEAREST).view(bool)
+            frozen = resize_mask(flag.reshape(rows, cols), grad.shape[1], grad.shape[0])
             self.snapshots.append(np.where(frozen, self.bg_grad, grad))
             self.snap_ts = ts
             self._set_background(_kth_smallest(self.snapshots, int(0.3 * (len(self.snapshots) - 1))))

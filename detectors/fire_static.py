@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from detectors.imaging import close_mask, square_kernel
+
 Box = tuple[float, float, float, float]
 
 
@@ -94,7 +96,7 @@ def _margin(cues: dict[str, float], rule: StillFlameRule) -> float:
 
 def candidate_blobs(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Connected flame-colour blobs after closing 1 px gaps: (labels, stats, which to judge)."""
-    closed = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    closed = close_mask(mask, square_kernel(3))
     _, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_px
     keep[0] = False

@@ -46,15 +46,15 @@ from detectors.flood_features import (
     WaterThresholds,
     clean_mask,
     mask_to_cells,
-    shrink,
     surface_mask,
     thumbnail,
     to_cells,
-    water_mask,
     water_maps,
+    water_mask,
 )
 from detectors.flood_mirror import ground_levels, mirror_puddles
 from detectors.flood_sky import open_sky
+from detectors.imaging import shrink
 
 TEXTURE_LOSS = 0.6  # texture below this share of the dry reference counts as lost
 ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that counts
@@ -198,7 +198,7 @@ class FloodDetector:
         height, width = working_size(*frame.shape[:2], target_width=self.settings.working_width)
         if self._shape != (height, width):
             self._setup(height, width)
-        small = shrink(frame, width, height)
+        small = shrink(frame, width, height, "halving")
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         if self._scene_changed(gray):
             self._puddles = None

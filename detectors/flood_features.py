@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from detectors.imaging import block_means, close_mask, open_mask
+
 ORIENTATION_WINDOW = 15  # px at working size: structure tensor for ripple orientation
 CELL = 2  # px: the maps are kept on a grid of CELL x CELL px cells (derivatives are per pixel)
 TEXTURE_CELLS = 3  # cells: window of the local texture and colour statistics (6 px)
@@ -45,22 +47,10 @@ class WaterMaps:
     valid: np.ndarray  # bool: bright enough and not blown out, the only cells that show evidence
 
 
-def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Area-average a frame down to (width, height) fast: exact 2x halvings (a bilinear resize
-    by exactly 1/2 is a 2x2 mean) while the frame is at least twice too large, then INTER_AREA."""
-    while frame.shape[1] >= 2 * width and frame.shape[0] >= 2 * height:
-        half = (frame.shape[1] // 2, frame.shape[0] // 2)
-        frame = cv2.resize(frame[: half[1] * 2, : half[0] * 2], half, interpolation=cv2.INTER_LINEAR)
-    if frame.shape[:2] == (height, width):
-        return frame
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-
-
 def to_cells(image: np.ndarray) -> np.ndarray:
     """Mean of each CELL x CELL block (``image``: even height and width; OpenCV's area resize by
     exactly 1/2 is the 2x2 mean, and its fast path)."""
-    return cv2.resize(image, (image.shape[1] // CELL, image.shape[0] // CELL),
-                      interpolation=cv2.INTER_AREA)
+    return block_means(image, image.shape[1] // CELL, image.shape[0] // CELL)
 
 
 def mask_to_cells(mask: np.ndarray) -> np.ndarray:
@@ -149,8 +139,7 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tup
     m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
     if cv2.countNonZero(m) * _CLOSE_REACH < max(min_area_px, 1):  # closing cannot grow it enough
         return np.zeros(mask.shape, bool), []
-    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
-    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _OPEN_KERNEL)
+    m = open_mask(close_mask(m, _CLOSE_KERNEL), _OPEN_KERNEL)
     if cv2.countNonZero(m) < max(min_area_px, 1):  # no component can be large enough
         return np.zeros(mask.shape, bool), []
     # 16-bit labels suffice at working size (fewer than 65536 components) and are faster.

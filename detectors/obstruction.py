@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from detectors.base import DetectorSettings, Finding, region_mask, working_size
+from detectors.imaging import shrink
 
 EVENT_TYPE = "camera_obstructed"
 
@@ -67,7 +68,7 @@ class ObstructionDetector:
             raise ValueError(f"frame must be a uint8 BGR or grey image, got {getattr(frame, 'shape', type(frame))}")
         h, w = frame.shape[:2]
         wh, ww = working_size(h, w)
-        small = frame if (wh, ww) == (h, w) else cv2.resize(frame, (ww, wh), interpolation=cv2.INTER_LINEAR)
+        small = shrink(frame, ww, wh, "linear")
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         if self._shape != grey.shape:  # first frame or a new decode size: start over
             self._shape = grey.shape
