@@ -3,6 +3,7 @@ units, local time with offset, the snapshot label in the configured zone and the
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,7 +35,7 @@ def test_every_key_the_page_uses_is_in_the_catalogue():
     used = set()
     for name in ("index.html", *[p.name for p in STATIC.glob("*.js")]):
         text = (STATIC / name).read_text(encoding="utf-8")
-        used |= set(re.findall(r'data-i18n(?:-title|-placeholder)?="([\w.]+)"', text))
+        used |= set(re.findall(r'data-i18n(?:-title|-placeholder|-aria)?="([\w.]+)"', text))
         used |= set(re.findall(r'\bt\("([\w.]+)"', text))
     assert len(used) > 40
     missing = sorted(used - set(catalogue("en").strings))
@@ -47,6 +48,37 @@ def test_page_has_no_untranslated_text():
     for text in re.findall(r">([^<>]+)<", body):
         words = text.replace("citywatch", "")  # the product's name is not translated
         assert not re.search(r"[A-Za-z]{3,}", words), f"text outside the catalogue: {text.strip()!r}"
+    for attr, text in re.findall(r'\s(aria-label|title|placeholder|alt)="([^"]*)"', body):
+        assert not re.search(r"[A-Za-z]{3,}", text), f"{attr} outside the catalogue: {text!r}"
+
+
+def emitted_measurement_keys() -> set[str]:
+    """Every key a detector, the verifier or the health monitor writes into a finding's measurements."""
+    keys: set[str] = set()
+    for path in [*(ROOT / "detectors").glob("*.py"), ROOT / "pipeline" / "state" / "health.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.keyword) and node.arg == "measurements" and isinstance(node.value, ast.Dict):
+                keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+            elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                  and any(isinstance(t, ast.Name) and "measurements" in t.id for t in node.targets)):
+                keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fromkeys"
+                  and node.args and isinstance(node.args[0], ast.Tuple)):
+                keys |= {k.value for k in node.args[0].elts if isinstance(k, ast.Constant)}
+            elif (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+                  and isinstance(node.value, ast.Name) and node.value.id in ("measurements", "m")
+                  and isinstance(node.ctx, ast.Store)):
+                keys.add(node.slice.value)
+    return keys
+
+
+def test_every_measurement_a_detector_emits_reads_in_plain_words():
+    keys = emitted_measurement_keys()
+    assert {"flooded_pct_smoothed", "verified_p", "silent_s", "brightness"} <= keys, keys
+    for lang in ("vi", "en"):
+        missing = sorted(k for k in keys if f"measure.{k}" not in catalogue(lang).strings)
+        assert not missing, f"{lang}: raw field names on the page: {missing}"
+    assert catalogue("en").measurement("verified_p", 0.874) == ("verifier confidence", "87 %")
 
 
 def test_measurements_read_in_plain_words_with_units():

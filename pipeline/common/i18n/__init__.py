@@ -29,7 +29,7 @@ MEASURE_KINDS: dict[str, str] = {
     "water_level_index": "fraction", "sharpness_ratio": "fraction", "flicker": "number", "edge_loss": "fraction",
     "rigidity": "fraction", "growth": "times", "frozen_s": "seconds", "silent_s": "seconds",
     "offline_s": "seconds", "offline_after_s": "seconds", "static_scene": "flag", "covered": "flag",
-    "blurred": "flag", "frozen": "flag", "zone_from_motion": "flag",
+    "blurred": "flag", "frozen": "flag", "zone_from_motion": "flag", "verified_p": "fraction",
 }
 
 
