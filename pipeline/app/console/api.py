@@ -1,5 +1,6 @@
 """The console's REST API over the incident store: ``/api/incidents`` (JSON), ``/api/incidents.csv``,
-``/api/incidents/<id>`` (with every alert message as received) and ``/api/cameras``.
+``/api/incidents/<id>`` (with every alert message as received) and ``/api/cameras`` (each camera's
+last report and its judged ``health``: stale, offline or worker offline when reports stopped).
 
 Query parameters of the incident search: ``since`` / ``until`` (ISO 8601 with offset, or epoch
 seconds), ``type``, ``camera``, ``district``, ``state`` (``open``, ``start``, ``update``,
@@ -14,11 +15,14 @@ import io
 from datetime import tzinfo
 from typing import Any
 
+import time
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pipeline.app.console.board import IncidentBoard
+from pipeline.app.console.camera_health import camera_health
 from pipeline.common.i18n import local_time
 from pipeline.alerts.incident_store import IncidentStore, epoch
 
@@ -80,10 +84,13 @@ def parse_query(params: Any) -> dict[str, Any]:
 
 
 class IncidentApi:
-    """Handlers of the REST routes; ``store`` None answers 503 (the console keeps no history)."""
+    """Handlers of the REST routes; ``store`` None answers 503 (the console keeps no history).
+    ``health_after_s`` is (stale, offline) seconds without a camera report, as in ``config.health``."""
 
-    def __init__(self, board: IncidentBoard, store: IncidentStore | None, zone: tzinfo, headers: dict[str, str]) -> None:
+    def __init__(self, board: IncidentBoard, store: IncidentStore | None, zone: tzinfo, headers: dict[str, str],
+                 health_after_s: tuple[float, float] = (30.0, 120.0)) -> None:
         self.board, self.store, self.zone, self.headers = board, store, zone, headers
+        self.stale_after_s, self.offline_after_s = health_after_s
 
     def _no_store(self) -> Response:
         return JSONResponse({"error": "this console runs without an incident store"}, 503, headers=self.headers)
@@ -140,5 +147,7 @@ class IncidentApi:
         return JSONResponse({"incident": inc, "alerts": alerts}, headers=self.headers)
 
     async def cameras(self, request: Request) -> Response:
-        return JSONResponse({"cameras": self.board.cameras(), "workers": self.board.snapshot()["workers"]},
-                            headers=self.headers)
+        workers, now = self.board.snapshot()["workers"], time.time()
+        cameras = [{**cam, "health": camera_health(cam.get("status"), workers, now, self.stale_after_s,
+                                                   self.offline_after_s)} for cam in self.board.cameras()]
+        return JSONResponse({"cameras": cameras, "workers": workers}, headers=self.headers)

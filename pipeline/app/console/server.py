@@ -122,7 +122,8 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
             "attribution": settings.map.attribution, "language": settings.language, "timezone": settings.timezone,
             "alarm": settings.alarm.model_dump(), "store": store is not None,
             "stale_after_s": config.health.stale_after_s, "offline_after_s": config.health.offline_after_s}
-    api = IncidentApi(board, store, zone, SECURITY_HEADERS)
+    api = IncidentApi(board, store, zone, SECURITY_HEADERS,
+                      (config.health.stale_after_s, config.health.offline_after_s))
 
     def guarded(handler):
         async def route(request: Request) -> Response:
