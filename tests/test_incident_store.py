@@ -120,7 +120,7 @@ def test_rest_api_and_csv_export(store):
         rows = list(csv.DictReader(io.StringIO(resp.content.decode("utf-8-sig"))))
         assert [r["incident_id"] for r in rows] == [evil_id, iid]
         assert rows[1]["started"] == "2023-11-15 05:13:20 +07"  # Asia/Ho_Chi_Minh, offset shown
-        assert rows[1]["measurements"] == "area_pct=6.5"
+        assert rows[1]["measurements"] == "diện tích cháy 6.5 %"  # plain words and unit, console.language (vi)
         assert rows[0]["camera_name"].startswith("'=")  # no formula for a spreadsheet
         cams = client.get("/api/cameras").json()
         assert [c["id"] for c in cams["cameras"]] == ["cam-north", "cam-south"]

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from pipeline.app.console.board import IncidentBoard
 from pipeline.app.console.camera_health import camera_health
-from pipeline.common.i18n import local_time
+from pipeline.common.i18n import Catalogue, local_time
 from pipeline.alerts.incident_store import IncidentStore, epoch
 
 __all__ = ["IncidentApi", "QueryError", "parse_query"]
@@ -85,12 +85,14 @@ def parse_query(params: Any) -> dict[str, Any]:
 
 class IncidentApi:
     """Handlers of the REST routes; ``store`` None answers 503 (the console keeps no history).
-    ``health_after_s`` is (stale, offline) seconds without a camera report, as in ``config.health``."""
+    ``health_after_s`` is (stale, offline) seconds without a camera report, as in ``config.health``;
+    ``words`` the console language's catalogue, for the CSV's measurements."""
 
     def __init__(self, board: IncidentBoard, store: IncidentStore | None, zone: tzinfo, headers: dict[str, str],
-                 health_after_s: tuple[float, float] = (30.0, 120.0)) -> None:
+                 health_after_s: tuple[float, float] = (30.0, 120.0), words: Catalogue | None = None) -> None:
         self.board, self.store, self.zone, self.headers = board, store, zone, headers
         self.stale_after_s, self.offline_after_s = health_after_s
+        self.words = words  # the CSV's measurements in plain words with units; None: key=value
 
     def _no_store(self) -> Response:
         return JSONResponse({"error": "this console runs without an incident store"}, 503, headers=self.headers)
@@ -126,9 +128,16 @@ class IncidentApi:
         ts = epoch(iso)
         return local_time(ts, self.zone) if ts is not None else ""
 
+    def _figure(self, key: str, value: Any) -> str:
+        """``diện tích cháy 6.5 %`` (plain words and unit in the console's language), ``key=value`` without one."""
+        if self.words is None or not isinstance(value, (int, float)):
+            return f"{key}={value}"
+        label, text = self.words.measurement(key, float(value))
+        return f"{label} {text}"
+
     def _csv_row(self, inc: dict[str, Any]) -> list[Any]:
         ack = inc.get("ack") or {}
-        figures = "; ".join(f"{k}={v}" for k, v in sorted((inc.get("measurements") or {}).items()))
+        figures = "; ".join(self._figure(k, v) for k, v in sorted((inc.get("measurements") or {}).items()))
         row = [inc.get("incident_id"), inc.get("type"), inc.get("state"), inc.get("severity"), inc.get("peak_severity"),
                "true" if inc.get("test") else "false", inc.get("camera_id"), inc.get("camera_name"), inc.get("district"),
                self._local(inc.get("started_at")), self._local(inc.get("ended_at")), ack.get("operator", ""),

@@ -123,7 +123,7 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
             "alarm": settings.alarm.model_dump(), "store": store is not None,
             "stale_after_s": config.health.stale_after_s, "offline_after_s": config.health.offline_after_s}
     api = IncidentApi(board, store, zone, SECURITY_HEADERS,
-                      (config.health.stale_after_s, config.health.offline_after_s))
+                      (config.health.stale_after_s, config.health.offline_after_s), catalogue(settings.language))
 
     def guarded(handler):
         async def route(request: Request) -> Response:
