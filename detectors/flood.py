@@ -61,6 +61,21 @@ ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that
 RELEASE = 0.7  # hysteresis: stay active until the score falls below RELEASE * threshold
 SCENE_CHANGE_FRAMES = 3  # consecutive changed frames before re-baselining
 PUDDLE_INTERVAL_S = 4.0  # calm puddles form over minutes: search them at most this often (cost)
+SENSITIVITY_FACTOR = 2.0  # the area thresholds are divided (sensitivity 1) or multiplied (0) by this
+MAX_TEXTURE = 3.0  # smoothest texture (mean |Laplacian| per brightness, x100) that can be water ...
+MAX_TEXTURE_AT_ZERO = 0.8  # ... times this at sensitivity 0 ...
+MAX_TEXTURE_PER_SENSITIVITY = 0.4  # ... plus this per unit of sensitivity (x1.0 at 0.5, x1.2 at 1)
+MIN_CONTEXT_SHARE = 0.15  # fraction of the frame outside the road needed to judge scene changes by it
+THUMB_STD_FLOOR = 8.0  # grey levels added to the thumbnail's std before normalising (flat scenes)
+BRIGHTNESS_OFFSET = 10.0  # grey levels added to both brightnesses before taking their ratio (dark scenes)
+BRIGHTNESS_CHANGE_RATIO = 1.6  # context brightness changed by more than this factor: a changed frame
+MIN_USABLE_SHARE = 0.25  # fraction of the road that must be usable (lit, no sky) to judge
+MIN_SHEET_PX = 4  # smallest water sheet, cells (2x2 px each) ...
+MIN_SHEET_SHARE = 0.005  # ... or this fraction of the usable road, whichever is larger
+CALM_SHARE = 0.5  # below this fraction of a threshold the road is calm: the dry reference may learn
+CONFIDENCE_SLOPE = 6.0  # steepness of the logistic confidence around the threshold (score 1.0)
+MAX_BOXES = 5  # evidence boxes reported per finding, largest first
+MAX_GAP_S = 60.0  # a gap between frames weighs in the smoothing as at most this many seconds
 
 
 class FloodSettings(DetectorSettings):
@@ -107,10 +122,10 @@ class FloodDetector:
     def __init__(self, settings: FloodSettings | None = None) -> None:
         self.settings = settings or FloodSettings()
         s = self.settings.sensitivity
-        factor = 2.0 ** ((0.5 - s) * 2.0)
+        factor = SENSITIVITY_FACTOR ** ((0.5 - s) * 2.0)
         self.threshold = self.settings.min_flooded_pct / 100.0 * factor
         self.puddle_threshold = self.settings.min_puddle_pct / 100.0 * factor
-        self.pixel_rule = WaterThresholds(max_texture=3.0 * (0.8 + 0.4 * s))
+        self.pixel_rule = WaterThresholds(max_texture=MAX_TEXTURE * (MAX_TEXTURE_AT_ZERO + MAX_TEXTURE_PER_SENSITIVITY * s))
         self._shape: tuple[int, int] | None = None
         self._region = np.zeros((0, 0), bool)
         self._region_px = 0
@@ -140,7 +155,7 @@ class FloodDetector:
         if not regions:
             mask[: int(round(height * self.settings.road_top))] = False
         context = ~mask
-        context = context if context.mean() >= 0.15 else np.ones_like(mask)
+        context = context if context.mean() >= MIN_CONTEXT_SHARE else np.ones_like(mask)
         self._context = context.astype(np.uint8) * 255
         self._context_px = max(int(np.count_nonzero(context)), 1)
         # Share of each thumbnail cell outside the context: filled with the context's brightness.
@@ -173,13 +188,13 @@ class FloodDetector:
         thumb += self._thumb_fill * np.float32(brightness)
         mean, std = cv2.meanStdDev(thumb)
         thumb -= np.float32(mean[0, 0])
-        thumb *= np.float32(1.0 / (std[0, 0] + 8.0))
+        thumb *= np.float32(1.0 / (std[0, 0] + THUMB_STD_FLOOR))
         if self._scene_thumb is None:
             self._scene_thumb, self._scene_brightness = thumb, brightness
             return False
-        ratio = (brightness + 10.0) / (self._scene_brightness + 10.0)
+        ratio = (brightness + BRIGHTNESS_OFFSET) / (self._scene_brightness + BRIGHTNESS_OFFSET)
         differs = cv2.norm(thumb, self._scene_thumb, cv2.NORM_L1) / thumb.size > self.settings.scene_change
-        if differs or not (1 / 1.6 < ratio < 1.6):
+        if differs or not (1 / BRIGHTNESS_CHANGE_RATIO < ratio < BRIGHTNESS_CHANGE_RATIO):
             self._changed_frames += 1
         else:
             self._changed_frames = 0
@@ -210,7 +225,7 @@ class FloodDetector:
             sky = mask_to_cells(open_sky(gray)[top:bottom, : self._cols])
             usable = self._region & maps.valid & ~sky  # sky, fog or a sea up to the horizon: no road
             usable_px = int(np.count_nonzero(usable))
-        if not self._region_px or usable_px < 0.25 * self._region_px:
+        if not self._region_px or usable_px < MIN_USABLE_SHARE * self._region_px:
             measurements = dict.fromkeys(("flooded_pct", "flooded_pct_smoothed", "puddle_pct",
                                           "water_level_index", "reference_frames"), 0.0)
             return [Finding("flood", False, 0.0, measurements, ready=False)]
@@ -231,7 +246,7 @@ class FloodDetector:
             puddles = puddles & no_pond  # new since the dry reference, not a pond
         else:
             candidate = water_mask(maps, self.pixel_rule) & usable
-        water, boxes = clean_mask(candidate, min_area_px=max(4, int(0.005 * usable_px)))
+        water, boxes = clean_mask(candidate, min_area_px=max(MIN_SHEET_PX, int(MIN_SHEET_SHARE * usable_px)))
         if puddles.any():
             water, boxes = clean_mask(water | puddles, min_area_px=1)  # boxes of sheets and puddles
         water &= usable | puddles
@@ -245,15 +260,15 @@ class FloodDetector:
         self._score = evidence if self._score is None else self._score + alpha * (evidence - self._score)
         self._flooded += alpha * (flooded - self._flooded)
         self.active = bool(self._score >= (RELEASE if self.active else 1.0))
-        calm = flooded < 0.5 * self.threshold
+        calm = flooded < CALM_SHARE * self.threshold
         if mature:
-            learn = calm and not self.active and puddled < 0.5 * self.puddle_threshold
+            learn = calm and not self.active and puddled < CALM_SHARE * self.puddle_threshold
         else:  # warm-up: puddle evidence alone (a pond in view?) must not hold the reference back
-            learn = calm and not (self.active and puddled < 0.5 * self.puddle_threshold)
+            learn = calm and not (self.active and puddled < CALM_SHARE * self.puddle_threshold)
         if learn:
             self._update_reference(maps.texture, maps.orientation, ts, self._puddles)
 
-        confidence = 1.0 / (1.0 + math.exp(-6.0 * (self._score - 1.0)))
+        confidence = 1.0 / (1.0 + math.exp(-CONFIDENCE_SLOPE * (self._score - 1.0)))
         measurements = {
             "flooded_pct": round(100.0 * flooded, 2),
             "flooded_pct_smoothed": round(100.0 * self._flooded, 2),
@@ -262,7 +277,7 @@ class FloodDetector:
             "reference_frames": float(reference.samples if reference else 0),
         }
         norm = [(CELL * x / width, (CELL * y + top) / height, CELL * w / width, CELL * h / height)
-                for x, y, w, h in boxes[:5]]
+                for x, y, w, h in boxes[:MAX_BOXES]]
         return [Finding("flood", self.active, round(confidence, 3), measurements, tuple(norm))]
 
     def _change_levels(self, reference: DryReference) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -282,7 +297,7 @@ class FloodDetector:
         last, self._last_ts = self._last_ts, ts
         if self._score is None or last is None or self.settings.smoothing_s == 0:
             return 1.0
-        dt = min(max(ts - last, 0.0), 60.0)
+        dt = min(max(ts - last, 0.0), MAX_GAP_S)
         return 1.0 - math.exp(-dt / self.settings.smoothing_s)
 
     def _update_reference(self, texture: np.ndarray, orientation: np.ndarray, ts: float,

@@ -33,6 +33,7 @@ TEXTURE_CELLS = 3  # cells: window of the local texture and colour statistics (6
 ORIENTATION_CELLS = 7  # cells: window of the structure tensor (14 px, ~ORIENTATION_WINDOW)
 MIN_VALUE = 35  # darker pixels (night, letterbox bars) carry no water evidence
 MAX_VALUE = 240  # blown-out pixels neither
+TEXTURE_BRIGHTNESS_OFFSET = 20.0  # grey levels added to the brightness that divides the texture (dark areas)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def water_maps(cells_bgr: np.ndarray, gray: np.ndarray) -> WaterMaps:
     np.abs(laplacian, out=laplacian)
     texture = cv2.blur(to_cells(laplacian).astype(np.float32), (TEXTURE_CELLS, TEXTURE_CELLS))
     texture *= 100.0 / 4
-    texture /= value.astype(np.float32) + 20.0
+    texture /= value.astype(np.float32) + TEXTURE_BRIGHTNESS_OFFSET
     owin = (ORIENTATION_CELLS, ORIENTATION_CELLS)
     gx, gy = cv2.spatialGradient(gray)  # 3x3 Sobel pair, int16
     gx, gy = gx.astype(np.float32), gy.astype(np.float32)
@@ -87,11 +88,11 @@ def water_maps(cells_bgr: np.ndarray, gray: np.ndarray) -> WaterMaps:
 class WaterThresholds:
     """Per-pixel thresholds of the water rules."""
 
-    max_texture: float = 3.0
+    max_texture: float = 3.0  # smoother than this (texture units, see WaterMaps) can be water
     max_saturation: int = 69  # grey water, grey-sky reflections (HSV, 0..255, inclusive)
     brown_hue: tuple[int, int] = (5, 28)  # muddy water: orange-brown hues (0..180) ...
     brown_max_saturation: int = 119  # ... may be more saturated, but not flame-orange
-    min_orientation: float = 0.25
+    min_orientation: float = 0.25  # ripples: orientation (-1 vertical .. 1 horizontal) above this
     vegetation_hue: tuple[int, int] = (29, 89)  # yellow-green .. green-cyan
     vegetation_min_saturation: int = 41  # a green hue this saturated is grass or leaves, not water
 
@@ -173,6 +174,8 @@ class DryReference:
     WARMUP = 7
     MIN_INTERVAL_S = 1.0
     TEXTURE_FLOOR = 0.05  # keeps the log finite on perfectly flat pixels
+    WARMUP_SPAN_DIVISOR = 30.0  # the warm-up frames spread over span_s / this (10 s of 300 s)
+    PUDDLE_SHARE = 0.5  # a cell belongs to the dry scene's puddles when its running share exceeds this
 
     def __init__(self, span_s: float) -> None:
         self.span_s = span_s
@@ -203,12 +206,12 @@ class DryReference:
     @property
     def puddles(self) -> np.ndarray:
         """Where sky-mirror puddles belong to the dry scene (bool map)."""
-        return self._puddles > 0.5
+        return self._puddles > self.PUDDLE_SHARE
 
     def update(self, texture: np.ndarray, orientation: np.ndarray, ts: float,
                puddles: np.ndarray | None = None) -> None:
         """Offer a dry frame's maps taken at ``ts`` seconds (``puddles``: its sky-mirror mask)."""
-        spacing = self.span_s / 30.0 / self.WARMUP if not self.mature else self.MIN_INTERVAL_S
+        spacing = self.span_s / self.WARMUP_SPAN_DIVISOR / self.WARMUP if not self.mature else self.MIN_INTERVAL_S
         if self._last_ts is not None and 0.0 <= ts - self._last_ts < spacing:
             return
         self._last_ts = ts

@@ -19,6 +19,11 @@ MIRROR_MIN_BLUE = 8  # Cb (blue-difference chroma) levels: the patch is this muc
 MIRROR_MIN_BRIGHT = 10  # luma levels: ... and this much brighter than the ground
 MIRROR_RING = 5  # px kernel at working size: the rim is the 2 px of ground around a patch
 _RING_KERNEL = np.ones((MIRROR_RING, MIRROR_RING), np.uint8)
+MIRROR_MIN_PX = 4  # px at working size: smallest mirror patch ...
+MIRROR_MIN_SHARE = 0.001  # ... or this fraction of the road region, whichever is larger
+MIRROR_TEXTURE_WINDOW = 3  # px at working size: window of the core's texture
+MIRROR_BRIGHTNESS_OFFSET = 20.0  # grey levels added to the brightness that divides the texture
+MIRROR_SMOOTH_SHARE = 0.5  # more than this fraction of the core must be smoother than max_texture
 _OPEN_KERNEL = np.ones((2, 2), np.uint8)
 _CORE_KERNEL = np.ones((3, 3), np.uint8)
 
@@ -45,7 +50,7 @@ def mirror_puddles(frame_small: np.ndarray, gray: np.ndarray, region: np.ndarray
     run on all patches at once, the rim and texture tests only on the few that pass them."""
     ycc = cv2.cvtColor(frame_small, cv2.COLOR_BGR2YCrCb)  # Cb (channel 2): 128 = grey
     region_u8 = np.ascontiguousarray(region).view(np.uint8)
-    min_area = max(4, 0.001 * cv2.countNonZero(region_u8))
+    min_area = max(MIRROR_MIN_PX, MIRROR_MIN_SHARE * cv2.countNonZero(region_u8))
     puddles = np.zeros(region.shape, bool)
     brighter, bluer = int(ground[0]) + MIRROR_MIN_BRIGHT + 1, int(max(ground[1], 128)) + MIRROR_MIN_BLUE + 1
     if max(brighter, bluer) > 255:
@@ -87,6 +92,7 @@ def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, ycc: np.
     core_px = cv2.countNonZero(core)
     if not core_px:  # too thin to show that it is smooth inside
         return False
-    texture = cv2.blur(np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=1)), (3, 3)) * 100.0 / (
-        cv2.blur(gray, (3, 3)).astype(np.float32) + 20.0)
-    return np.count_nonzero((texture < max_texture) & (core > 0)) > 0.5 * core_px
+    window = (MIRROR_TEXTURE_WINDOW, MIRROR_TEXTURE_WINDOW)
+    texture = cv2.blur(np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=1)), window) * 100.0 / (
+        cv2.blur(gray, window).astype(np.float32) + MIRROR_BRIGHTNESS_OFFSET)
+    return np.count_nonzero((texture < max_texture) & (core > 0)) > MIRROR_SMOOTH_SHARE * core_px
