@@ -36,6 +36,29 @@ from detectors.imaging import resize_mask, shrink
 CELL = 16  # grid cell side at the working size (320 px wide)
 STILL_CHANGE = 0.002  # mean brightness change (0..1) below which consecutive frames are identical
 STILL_CONFIDENCE = (0.25, 0.4)  # confidence range of the single-frame test (temporal evidence: higher)
+# The flame rules at the default sensitivity and their change per unit of _shift (-1 .. +1):
+RED_MIN = 170  # red channel level (0..255) a flame pixel must reach ...
+RED_MIN_PER_SHIFT = 30  # ... lowered by this at sensitivity 1
+PRESENCE_MIN = 0.6  # fraction of recent frames a cell must show flame colour in ...
+PRESENCE_MIN_PER_SHIFT = 0.15
+NOVELTY_MIN = 0.45  # mean novelty (1 - best IoU of the cell's flame shape with stored frames, 0..1) ...
+NOVELTY_MIN_PER_SHIFT = 0.15
+SHIMMER_MIN = 0.035  # mean brightness change (0..1 of 255) of the cell's lit pixels between frames ...
+SHIMMER_MIN_PER_SHIFT = 0.015
+RIGID_GAIN = 0.2  # how much better shift-aligned than raw frames must match to call a site rigid ...
+RIGID_GAIN_PER_SHIFT = 0.05  # ... raised by this at sensitivity 1
+GLOW_MIN = 10  # grey levels a blob must be brighter than its ring ...
+GLOW_MIN_PER_SHIFT = 10
+RIGID_ALIGNED_MIN = 0.3  # aligned match (0..1) from which a site can be a moving rigid object
+JUDGED_FRAMES = 3  # frames whose judgement confirms ...
+CONFIRM_FRAMES = 2  # ... of which this many must have found fire
+FIRE_CONFIDENCE_GAIN = 0.5  # confidence = this x flicker strength / novelty_min, at most 1
+BOX_PAD_CELLS = 1  # cells added around a burning site for the rigidity test
+GROWTH_WINDOW_S = 60.0  # s of burning frames over which the growth slope is fitted ...
+GROWTH_MIN_FRAMES = 4  # ... from at least this many frames ...
+GROWTH_MIN_SPAN_S = 2.0  # ... spanning at least this many seconds
+SMOKE_GLOBAL_MAX = 0.5  # share of the textured cells hazy at once from which it is fog or exposure, not smoke
+SMOKE_CONFIDENCE_BASE = 0.5  # smoke confidence = this + this x edge loss, at most 1
 
 
 class FireSettings(DetectorSettings):
@@ -76,12 +99,12 @@ class FireDetector:
         self.fire = fire or FireSettings()
         self.smoke = smoke or SmokeSettings()
         k = _shift(self.fire.sensitivity)
-        self.red_min = int(round(170 - 30 * k))
-        self.presence_min = 0.6 - 0.15 * k
-        self.novelty_min = 0.45 - 0.15 * k
-        self.shimmer_min = 0.035 - 0.015 * k
-        self.rigid_gain = 0.2 + 0.05 * k
-        self.glow_min = 10 - 10 * k
+        self.red_min = int(round(RED_MIN - RED_MIN_PER_SHIFT * k))
+        self.presence_min = PRESENCE_MIN - PRESENCE_MIN_PER_SHIFT * k
+        self.novelty_min = NOVELTY_MIN - NOVELTY_MIN_PER_SHIFT * k
+        self.shimmer_min = SHIMMER_MIN - SHIMMER_MIN_PER_SHIFT * k
+        self.rigid_gain = RIGID_GAIN + RIGID_GAIN_PER_SHIFT * k
+        self.glow_min = GLOW_MIN - GLOW_MIN_PER_SHIFT * k
         self.flicker = CellFlicker(cell=CELL)
         self.haze = SmokeHaze(cell=CELL // 2, sensitivity=self.smoke.sensitivity)
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -92,7 +115,7 @@ class FireDetector:
         self._last_smoke = Finding("smoke", False, ready=False)
         self._area_ts: deque[float] = deque()  # times of frames with a burning area, for growth
         self._area_pct: deque[float] = deque()  # their burning area, %
-        self._judged: deque[bool] = deque(maxlen=3)
+        self._judged: deque[bool] = deque(maxlen=JUDGED_FRAMES)
         self._still_since: float | None = None
         self._judging_still = False
 
@@ -159,8 +182,8 @@ class FireDetector:
         # confirm over stored frames (2 of the last 3), so a single judgement repeated by a high
         # frame rate cannot fill the alert policy's debounce on its own
         self._judged.append(bool(boxes) and ready)
-        active = sum(self._judged) >= 2 and bool(boxes) and ready
-        confidence = min(1.0, 0.5 * strength / max(self.novelty_min, 1e-3)) if active else 0.0
+        active = sum(self._judged) >= CONFIRM_FRAMES and bool(boxes) and ready
+        confidence = min(1.0, FIRE_CONFIDENCE_GAIN * strength / max(self.novelty_min, 1e-3)) if active else 0.0
         area_pct = area * 100.0 / region_px
         measurements = {
             "area_pct": round(area_pct, 3),
@@ -181,7 +204,7 @@ class FireDetector:
         area_pct = sum(f.pixels for f in flames) * 100.0 / region_px
         found = bool(flames) and area_pct >= self.fire.min_area_pct
         self._judged.append(found)
-        active = found and sum(self._judged) >= 2
+        active = found and sum(self._judged) >= CONFIRM_FRAMES
         low, high = STILL_CONFIDENCE
         confidence = low + (high - low) * max(f.score for f in flames) if active else 0.0
         measurements = {
@@ -231,8 +254,9 @@ class FireDetector:
                     or not glows(luma, blob_labels, (top, left), blob_stats, touched, self.glow_min):
                 continue
             aligned, raw = self.flicker.rigidity(
-                (max(x - 1, 0) * CELL, max(y - 1, 0) * CELL, (cw + 2) * CELL, (ch + 2) * CELL))
-            if aligned >= 0.3 and aligned - raw >= self.rigid_gain:
+                (max(x - BOX_PAD_CELLS, 0) * CELL, max(y - BOX_PAD_CELLS, 0) * CELL,
+                 (cw + 2 * BOX_PAD_CELLS) * CELL, (ch + 2 * BOX_PAD_CELLS) * CELL))
+            if aligned >= RIGID_ALIGNED_MIN and aligned - raw >= self.rigid_gain:
                 continue  # a moving object (bus, kayak, a panning camera): it translates, not flickers
             counted[touched] = True
             idx = (labels == i).ravel()
@@ -254,17 +278,17 @@ class FireDetector:
         if area_pct > 0:
             times.append(ts)
             areas.append(area_pct)
-        while times and ts - times[0] > 60.0:
+        while times and ts - times[0] > GROWTH_WINDOW_S:
             times.popleft()
             areas.popleft()
-        if len(times) < 4 or times[-1] - times[0] < 2.0:
+        if len(times) < GROWTH_MIN_FRAMES or times[-1] - times[0] < GROWTH_MIN_SPAN_S:
             return 0.0
         t = np.fromiter(times, float, len(times))
         a = np.fromiter(areas, float, len(areas))
         t -= t.sum() / len(t)
         mean_area = float(a.sum()) / len(a)
         slope = float(t @ (a - mean_area)) / float(t @ t)  # the least-squares line's slope
-        return slope * 60.0 / mean_area
+        return slope * 60.0 / mean_area  # per minute
 
     def _track_still(self, ts: float) -> bool:
         """True once the frames have been identical for the whole judging period (a replayed still)."""
@@ -285,17 +309,17 @@ class FireDetector:
             return self._last_smoke  # the haze model only changes on the frames it stores
         region, region_px = self._smoke_region(region)
         hazy_cells, m = self.haze.update(
-            ts, cv2.resize(luma, half, interpolation=cv2.INTER_LINEAR), region, small)
+            ts, shrink(luma, half[0], half[1], "linear"), region, small)
         area = float(self.haze.region_pixels(region)[hazy_cells].sum()) * 100.0 / region_px
         ready = self.haze.span_s >= self.smoke.min_history_s
-        active = ready and area >= self.smoke.min_area_pct and m["global"] < 0.5
+        active = ready and area >= self.smoke.min_area_pct and m["global"] < SMOKE_GLOBAL_MAX
         boxes: list[tuple[float, float, float, float]] = []
         if active:
             hh, ww = region.shape
             boxes = [(x / ww, y / hh, w / ww, h / hh) for x, y, w, h in self.haze.plume_boxes(region)]
         measurements = {"area_pct": round(area, 3), "growth": round(m["growth"], 3),
                         "edge_loss": round(m["edge_loss"], 3)}
-        confidence = min(1.0, 0.5 + 0.5 * m["edge_loss"]) if active else 0.0
+        confidence = min(1.0, SMOKE_CONFIDENCE_BASE + SMOKE_CONFIDENCE_BASE * m["edge_loss"]) if active else 0.0
         self._last_smoke = Finding("smoke", active, round(confidence, 3), measurements,
                                    tuple(boxes), None, ready)
         return self._last_smoke
