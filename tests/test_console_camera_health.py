@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from pipeline.app.console import create_app
 from pipeline.app.console.camera_health import camera_health
-from tests.test_console import make_config
+from tests.test_console import make_config, publish
 
 
 def iso(ts: float) -> str:
@@ -60,3 +60,43 @@ def test_api_cameras_never_shows_a_silent_camera_or_a_dead_workers_camera_as_onl
         assert south["health"] == {"state": "offline", "reason": "worker_offline", "age_s": south["health"]["age_s"],
                                    "worker": "edge-01"}
         assert body["workers"][0]["state"] == "offline"
+
+
+def test_the_camera_health_jobs_stopped_status_does_not_mark_cameras_offline(mqtt_broker):
+    """flows/health.py publishes camera statuses through an MqttPublisher named ``<worker>-health``,
+    whose stop() leaves ``offline, stopped``: that must not turn every camera to "worker offline"."""
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.delivery.publisher import MqttPublisher
+    from pipeline.state.store import StateStore
+
+    prefix = f"cwhealthjob{uuid.uuid4().hex[:6]}"
+    cfg = make_config(mqtt_broker, prefix)
+    app = create_app(cfg, client_id=f"console-{prefix}", extra_hosts=["testserver"], tick_s=60)
+    with TestClient(app) as client, tempfile.TemporaryDirectory() as tmp:
+        board = app.state.board
+        board.handle(f"{prefix}/workers/edge-01/status", json.dumps(
+            {"state": "online", "worker": "edge-01", "reason": "connected", "ts": iso(time.time() - 300)}).encode())
+        store = StateStore(Path(tmp) / "state.db")
+        job = MqttPublisher(cfg.mqtt, store, f"{cfg.worker.name}-health", client_id=f"{prefix}-health").start()
+        try:
+            assert job.wait_connected(10.0)
+            job.publish_status(f"{prefix}/cameras/cam-north/status", json.dumps(
+                {**report("online", time.time()), "source": "camera-health"}).encode())
+            job.flush(5.0)
+        finally:
+            job.stop()
+            store.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            body = client.get("/api/cameras").json()
+            if any(w["name"].endswith("-health") and w["state"] == "offline" for w in body["workers"]):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the job's offline status never arrived: {body['workers']}")
+        north = next(c for c in body["cameras"] if c["id"] == "cam-north")
+        assert north["health"]["state"] == "online", north
+    publish(cfg.mqtt, f"{prefix}/workers/{cfg.worker.name}-health/status", b"", retain=True)
+    publish(cfg.mqtt, f"{prefix}/cameras/cam-north/status", b"", retain=True)

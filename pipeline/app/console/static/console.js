@@ -185,7 +185,8 @@ function health(cam) {
   const s = cam.status;
   if (!s || !s.state) return { state: "unknown", label: t("health.unknown"), note: t("health.no_report_yet") };
   const reported = Date.parse(s.checked_at), age = (Date.now() - reported) / 1000;
-  const down = state.workers.find((w) => w.state === "offline" && Date.parse(w.ts) >= reported - 5000);
+  // the camera-health job ("<worker>-health") says "offline, stopped" after each run: it handles no camera
+  const down = state.workers.find((w) => w.state === "offline" && !/-health$/.test(w.name) && Date.parse(w.ts) >= reported - 5000);
   if (down) return { state: "offline", label: t("health.worker_offline"), note: t("health.worker_down", { worker: down.name, time: fmtTime(down.ts) }) };
   if (isFinite(age) && age > (state.meta.offline_after_s || 120)) return { state: "offline", label: t("health.offline"), note: t("health.no_report_for", { seconds: Math.round(age) }) };
   if (isFinite(age) && age > (state.meta.stale_after_s || 30)) return { state: "stale", label: t("health.stale"), note: t("health.no_report_for", { seconds: Math.round(age) }) };
@@ -204,9 +205,10 @@ function renderCameras() {
       el("td", { text: c.status && c.status.fps ? fmtNumber(c.status.fps) : "–" }));
   });
   $("camera-rows").replaceChildren(...rows);
-  $("workers").replaceChildren(...state.workers.map((w) => el("span", { class: `pill ${w.state === "online" ? "ok" : "bad"}`,
+  const workers = state.workers.filter((w) => !/-health$/.test(w.name)); // detector workers only
+  $("workers").replaceChildren(...workers.map((w) => el("span", { class: `pill ${w.state === "online" ? "ok" : "bad"}`,
     "data-worker": w.name, title: w.reason || "", text: `${w.name}: ${t(w.state === "online" ? "health.online" : "health.offline")}` })));
-  $("workers-panel").hidden = !state.workers.length;
+  $("workers-panel").hidden = !workers.length;
   renderMap();
 }
 
