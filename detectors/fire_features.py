@@ -12,6 +12,13 @@ from collections import deque
 import cv2
 import numpy as np
 
+# Flame colour (BGR levels 0..255); the ratios are compared in integers as NUM/DEN fractions.
+BODY_SATURATION = (2, 5)  # body: HSV saturation (R - B) / R at least 2/5 = 0.4 ...
+BODY_HUE = (3, 25)  # ... and hue ratio (G - B) / (R - B) at least 3/25 = 0.12 (above pure red)
+CORE_RED_MIN = 220  # core (white-hot) pixels: R above this ...
+CORE_GREEN_MIN = 170  # ... and G above this
+CORE_REACH = 2  # px at working size: core pixels count within this distance of the body
+
 
 def flame_colour_mask(bgr: np.ndarray, red_min: int,
                       planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -36,7 +43,8 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int,
     # the ratio tests only for those candidates, in integers
     r16, g16, b16 = (c.ravel()[where].astype(np.int16) for c in (r, g, b))
     chroma = r16 - b16
-    ok = (5 * chroma >= 2 * r16) & (25 * (g16 - b16) >= 3 * chroma)
+    ok = (BODY_SATURATION[1] * chroma >= BODY_SATURATION[0] * r16) \
+        & (BODY_HUE[1] * (g16 - b16) >= BODY_HUE[0] * chroma)
     body.ravel()[where] = ok
     where = where[ok]
     if not where.size:
@@ -44,15 +52,15 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int,
     # core pixels within 2 px of the body: only inside the body's box grown by 2 px
     width = body.shape[1]
     columns = where % width
-    box = np.s_[max(int(where[0]) // width - 2, 0): int(where[-1]) // width + 3,
-                max(int(columns.min()) - 2, 0): int(columns.max()) + 3]
+    box = np.s_[max(int(where[0]) // width - CORE_REACH, 0): int(where[-1]) // width + CORE_REACH + 1,
+                max(int(columns.min()) - CORE_REACH, 0): int(columns.max()) + CORE_REACH + 1]
     r, g, b, near = r[box], g[box], b[box], body[box]
-    core = (r > 220) & (g > 170) & (r >= g) & (g >= b)
+    core = (r > CORE_RED_MIN) & (g > CORE_GREEN_MIN) & (r >= g) & (g >= b)
     near |= core & cv2.dilate(near.view(np.uint8), _NEAR_BODY).view(bool)
     return body
 
 
-_NEAR_BODY = np.ones((5, 5), np.uint8)
+_NEAR_BODY = np.ones((2 * CORE_REACH + 1, 2 * CORE_REACH + 1), np.uint8)
 
 
 RIGIDITY_PAIRS = 3  # consecutive stored frames compared by the rigidity test (at most)

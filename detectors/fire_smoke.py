@@ -13,6 +13,10 @@ import numpy as np
 
 from detectors.imaging import block_means, resize_mask
 
+BACKGROUND_QUANTILE = 0.3  # the background is this lower quantile of the snapshots (passing cars add edges)
+MIN_FLAGGED_FRAMES = 3  # stored frames needed before a cell can be called hazy
+GROWTH_WINDOW_S = 60.0  # s: the plume's growth is measured against its area this long ago (at most)
+
 
 class SmokeHaze:
     """Smoke evidence per grid cell against a slow background model.
@@ -35,7 +39,7 @@ class SmokeHaze:
                  window_s: float = 10.0, min_step_s: float = 0.9) -> None:
         k = (sensitivity - 0.5) * 2.0
         self.cell = cell
-        self.snap_every_s = 3.0
+        self.snap_every_s = 3.0  # s between background snapshots
         self.snapshots_kept = max(3, int(background_s / self.snap_every_s))
         self.window_s = window_s
         self.min_step_s = min_step_s
@@ -43,7 +47,7 @@ class SmokeHaze:
         self.corr_min = 0.3  # gradient correlation with the background (pattern shows through)
         self.sat_max = 70 + 20 * k  # mean HSV saturation (0..255) of a hazy cell
         self.texture_min = 6.0  # mean gradient the background needs for a loss to be measurable
-        self.persist = 0.7 - 0.15 * k
+        self.persist = 0.7 - 0.15 * k  # share of the window's stored frames a cell must be flagged in
         self.min_cells = 4  # a plume covers at least a 2x2 block of cells
         self.scene_change = 0.4  # share of textured cells no longer matching the background
         self.reset()
@@ -185,7 +189,7 @@ class SmokeHaze:
             frozen = resize_mask(flag.reshape(rows, cols), grad.shape[1], grad.shape[0])
             self.snapshots.append(np.where(frozen, self.bg_grad, grad))
             self.snap_ts = ts
-            self._set_background(_kth_smallest(self.snapshots, int(0.3 * (len(self.snapshots) - 1))))
+            self._set_background(_kth_smallest(self.snapshots, int(BACKGROUND_QUANTILE * (len(self.snapshots) - 1))))
         self.times.append(ts)
         self.flags.append(flag)
         counts = self.flag_counts if self.flag_counts is not None else np.zeros(flag.shape, np.int64)
@@ -194,7 +198,7 @@ class SmokeHaze:
             self.times.popleft()
             counts -= self.flags.popleft()
         self.flag_counts = counts
-        hazy_cells = counts / len(self.flags) >= self.persist if len(self.flags) >= 3 \
+        hazy_cells = counts / len(self.flags) >= self.persist if len(self.flags) >= MIN_FLAGGED_FRAMES \
             else np.zeros_like(flag)
         rows, cols = self.grid
         # smoke is one spreading plume, not scattered cells (cars over lane markings)
@@ -206,9 +210,10 @@ class SmokeHaze:
         self.plumes = stats[keep]
         area = float(hazy_cells.sum())
         self.areas.append((ts, area))
-        while ts - self.areas[0][0] > 60.0:
+        while ts - self.areas[0][0] > GROWTH_WINDOW_S:
             self.areas.popleft()
         t0, a0 = self.areas[0]
+        # relative growth per minute (the 60 converts s to min)
         growth = (area - a0) / max(a0, 1.0) / max((ts - t0) / 60.0, 1e-3) if ts > t0 else 0.0
         measures = {
             "growth": float(growth),

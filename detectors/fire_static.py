@@ -33,6 +33,20 @@ from detectors.imaging import close_mask, square_kernel
 Box = tuple[float, float, float, float]
 
 
+# Cue measurement (BGR levels 0..255, px at working size):
+CORE_RED_MIN = 235  # white-yellow core pixel: R at least this ...
+CORE_GREEN_MIN = 200  # ... and G at least this
+ENVELOPE_HUE_MAX = 0.45  # orange-red envelope pixel: hue ratio (G - B) / (R - B) below this ...
+ENVELOPE_CHROMA_MIN = 60  # ... and R - B above this (saturated)
+INNER_DEPTH = 0.5  # interior: distance to the outline at least this fraction of the blob's deepest ...
+RIM_DEPTH = 0.25  # ... rim: below this fraction
+RISE_REACH = 2  # px around the blob where the brightness gradients of the rise cue are summed
+GLOW_RING = 5  # px: the ring around the blob its glow is compared with
+MIN_BLOB_PX = 16  # px: smallest blob judged, whatever the region's size
+GRADIENT_SIGMA = 1.0  # px: Gaussian blur of the brightness before its gradients
+BOX_MARGIN = 8  # px around a blob measured with it (holds the glow ring)
+
+
 @dataclass(frozen=True)
 class StillFlameRule:
     """Thresholds of the static-scene flame test (defaults are the conservative ones)."""
@@ -62,18 +76,18 @@ def _cues(blob: np.ndarray, bgr16: tuple[np.ndarray, ...], luma: np.ndarray, gx:
     area = int(blob.sum())
     chroma = r - b
     hue = (g - b) / np.maximum(chroma, 1)
-    core = blob & (r >= 235) & (g >= 200) & (g >= b)
-    envelope = blob & (hue < 0.45) & (chroma > 60)
+    core = blob & (r >= CORE_RED_MIN) & (g >= CORE_GREEN_MIN) & (g >= b)
+    envelope = blob & (hue < ENVELOPE_HUE_MAX) & (chroma > ENVELOPE_CHROMA_MIN)
     u8 = blob.view(np.uint8)
     depth = cv2.distanceTransform(u8, cv2.DIST_L2, 3)
     depth /= max(float(depth.max()), 1.0)
-    inner, rim = blob & (depth >= 0.5), blob & (depth > 0) & (depth < 0.25)
+    inner, rim = blob & (depth >= INNER_DEPTH), blob & (depth > 0) & (depth < RIM_DEPTH)
     order = float(luma[inner].mean() - luma[rim].mean()) if inner.any() and rim.any() else 0.0
-    near = cv2.dilate(u8, np.ones((5, 5), np.uint8)).view(bool)
+    near = cv2.dilate(u8, square_kernel(2 * RISE_REACH + 1)).view(bool)
     rise = float(np.abs(gx[near]).sum() / max(float(np.abs(gy[near]).sum()), 1.0))
     contours, _ = cv2.findContours(u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = cv2.contourArea(cv2.convexHull(np.vstack(contours)))
-    ring = cv2.dilate(u8, np.ones((11, 11), np.uint8)).view(bool) & ~blob
+    ring = cv2.dilate(u8, square_kernel(2 * GLOW_RING + 1)).view(bool) & ~blob
     glow = float(luma[blob].mean() - luma[ring].mean()) if ring.any() else 0.0
     return {"core": float(core.sum()) / area, "envelope": float(envelope.sum()) / area,
             "order": order, "rise": rise, "solidity": area / max(hull, 1.0), "glow": glow}
@@ -107,11 +121,11 @@ def still_flames(bgr: np.ndarray, luma: np.ndarray, mask: np.ndarray, region_px:
                  rule: StillFlameRule = StillFlameRule()) -> list[StillFlame]:
     """Flame blobs of one working-size frame by the single-frame test; ``mask`` is the
     flame-colour candidate mask already restricted to the watched region."""
-    min_px = max(int(rule.min_area_pct / 100.0 * region_px), 16)
+    min_px = max(int(rule.min_area_pct / 100.0 * region_px), MIN_BLOB_PX)
     labels, stats, keep = candidate_blobs(mask, min_px)
     if not keep.any():
         return []
-    smooth = cv2.GaussianBlur(luma, (0, 0), 1.0).astype(np.float32)
+    smooth = cv2.GaussianBlur(luma, (0, 0), GRADIENT_SIGMA).astype(np.float32)
     gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
     channels = tuple(c.astype(np.int16) for c in cv2.split(bgr))
@@ -121,8 +135,8 @@ def still_flames(bgr: np.ndarray, luma: np.ndarray, mask: np.ndarray, region_px:
     for i in np.flatnonzero(keep):
         x, y, w, h = (int(v) for v in stats[i][:4])
         # measure inside the blob's box plus a margin for the glow ring
-        x0, y0 = max(x - 8, 0), max(y - 8, 0)
-        x1, y1 = min(x + w + 8, ww), min(y + h + 8, hh)
+        x0, y0 = max(x - BOX_MARGIN, 0), max(y - BOX_MARGIN, 0)
+        x1, y1 = min(x + w + BOX_MARGIN, ww), min(y + h + BOX_MARGIN, hh)
         blob = labels[y0:y1, x0:x1] == i
         cues = _cues(blob, tuple(c[y0:y1, x0:x1] for c in channels), lum[y0:y1, x0:x1],
                      gx[y0:y1, x0:x1], gy[y0:y1, x0:x1])
