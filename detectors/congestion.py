@@ -53,6 +53,18 @@ LEVELS = ("free", "free", "free", "medium", "medium", "heavy")  # by LOS A..F
 FREE_FLOW = 0.85  # share of moving spots above the crawl speed that counts as free-flow speed
 _SQUARE3 = np.ones((3, 3), np.uint8)
 MASK_REFRESH_S = 2.0  # frame time between re-computations of the colour masks and asphalt zone
+SENSITIVITY_SWING = 0.6  # thresholds move by this fraction per unit of sensitivity (+-30 % at 0 and 1)
+MOTION_CELL = 4  # px at working size: side of the cells where motion was last seen (lane memory)
+LANES_TRY_SHARE = 0.25  # lanes are worked out once recent motion covers this fraction of min_zone
+STRUCTURE_FIRST_DT_S = 0.5  # s: weight of the first free-flow frame in the structure average
+STRUCTURE_MAX_DT_S = 5.0  # s: a longer gap between free-flow frames weighs as this long
+STRUCTURE_LEVEL = 127.5  # 0..255 running mean: a pixel textured more than half the time is structure
+RIGIDITY_TIME_S = 30.0  # s: time constant of the running rigidity mean ...
+RIGIDITY_MIN_WEIGHT = 0.05  # ... where each new measurement weighs at least this much
+HISTORY_PER_INTERVAL = 4  # frames kept per compare_after_s at high frame rates
+MIN_FREE_SPOTS = 8  # moving spots needed before a free-flowing frame teaches the structure
+CONFIDENCE_FLOOR = 0.5  # confidence of a dense frame that is not stalled; 1.0 when fully stalled
+BOX_CELL = 4  # px at working size: cells the evidence boxes are found on
 
 
 class CongestionSettings(DetectorSettings):
@@ -104,8 +116,8 @@ class CongestionSettings(DetectorSettings):
         sensitivity: at 1 the occupancy thresholds are 30 % lower and the stall threshold 30 %
         higher than at 0.5, at 0 the reverse."""
         shift = self.sensitivity - 0.5
-        occ = 1.0 - 0.6 * shift
-        mov = 1.0 + 0.6 * shift
+        occ = 1.0 - SENSITIVITY_SWING * shift
+        mov = 1.0 + SENSITIVITY_SWING * shift
         return (self.heavy_occupancy_pct / 100 * occ, self.medium_occupancy_pct / 100 * occ,
                 min(1.0, self.stalled_fast_pct / 100 * mov))
 
@@ -155,7 +167,7 @@ class CongestionDetector:
         self._structure = np.zeros(shape, np.float32)  # running share of time textured at free flow
         self._not_structure = np.full(shape, 255, np.uint8)
         self._structure_ts: float | None = None
-        coarse_shape = (max(1, shape[0] // 4), max(1, shape[1] // 4))
+        coarse_shape = (max(1, shape[0] // MOTION_CELL), max(1, shape[1] // MOTION_CELL))
         self._motion_seen = np.full(coarse_shape, -np.inf, np.float64)  # last motion ts per cell
         self._masks_ts: float | None = None  # when the colour masks were last worked out
         self._lanes_key: np.ndarray | None = None  # the recent-motion cells the lanes came from
@@ -164,11 +176,11 @@ class CongestionDetector:
         """Fold a free-flowing frame's texture into the structure: pixels textured most of the
         time while traffic flowed freely (markings, kerbs, parked cars). Never learned from
         congested frames, so a stopped queue does not join it."""
-        dt = ts - self._structure_ts if self._structure_ts is not None else 0.5
+        dt = ts - self._structure_ts if self._structure_ts is not None else STRUCTURE_FIRST_DT_S
         self._structure_ts = ts
-        alpha = 1.0 - math.exp(-min(max(dt, 0.0), 5.0) / self.settings.structure_learn_s)
+        alpha = 1.0 - math.exp(-min(max(dt, 0.0), STRUCTURE_MAX_DT_S) / self.settings.structure_learn_s)
         cv2.accumulateWeighted(texture, self._structure, alpha)
-        self._not_structure = cv2.compare(self._structure, 127.5, cv2.CMP_LE)
+        self._not_structure = cv2.compare(self._structure, STRUCTURE_LEVEL, cv2.CMP_LE)
 
     def _update_rigidity(self, rigid: float | None, ts: float) -> float:
         """Running (~30 s) mean of the moving spots' rigidity; 1 until measured."""
@@ -176,8 +188,8 @@ class CongestionDetector:
             if self._rigidity is None:
                 self._rigidity = rigid
             else:
-                weight = 1.0 - math.exp(-max(0.0, ts - self._rigidity_ts) / 30.0)
-                self._rigidity += max(weight, 0.05) * (rigid - self._rigidity)
+                weight = 1.0 - math.exp(-max(0.0, ts - self._rigidity_ts) / RIGIDITY_TIME_S)
+                self._rigidity += max(weight, RIGIDITY_MIN_WEIGHT) * (rigid - self._rigidity)
             self._rigidity_ts = ts
         return 1.0 if self._rigidity is None else self._rigidity
 
@@ -193,8 +205,8 @@ class CongestionDetector:
     def _remember(self, ts: float, tracked: tuple[np.ndarray, np.ndarray], smoothed: np.ndarray,
                   contrast: np.ndarray) -> None:
         self._last_ts = ts
-        if self._history and ts - self._history[-1][0] < self.settings.compare_after_s / 4:
-            return  # at high frame rates keep ~4 frames per comparison interval, not all
+        if self._history and ts - self._history[-1][0] < self.settings.compare_after_s / HISTORY_PER_INTERVAL:
+            return  # at high frame rates keep a few frames per comparison interval, not all
         self._history.append((ts, tracked, smoothed, contrast))
         keep_after = ts - self.settings.compare_after_s
         while len(self._history) > 2 and self._history[1][0] <= keep_after:
@@ -223,7 +235,7 @@ class CongestionDetector:
             self._lanes_key = recent
             self._lanes = None
             min_zone = s.min_zone_pct / 100 * self._region_px
-            if count(recent) * 16 >= min_zone / 4:
+            if count(recent) * MOTION_CELL * MOTION_CELL >= min_zone * LANES_TRY_SHARE:
                 lanes = cv2.bitwise_and(lanes_from_motion(recent, self._mask.shape), self._not_plants)
                 lanes_px = count(lanes)
                 if lanes_px >= min_zone:
@@ -288,7 +300,7 @@ class CongestionDetector:
             los = 4  # dense and slow, but not like vehicles on a road (flames, foliage, smoke)
         self._jam_since = (self._jam_since if self._jam_since is not None else ts) if los == 5 else None
         active = los == 5 and ts - self._jam_since >= s.jam_hold_s
-        if los <= 2 and motion.fast >= FREE_FLOW and motion.spots >= 8:
+        if los <= 2 and motion.fast >= FREE_FLOW and motion.spots >= MIN_FREE_SPOTS:
             self._learn_structure(texture, ts)  # free flow: what stays textured is the road's
         meas.update(occupancy_pct=round(100 * occupancy, 2), los=float(los),
                     road_surface_pct=round(100 * surface, 2),
@@ -302,13 +314,13 @@ def _confidence(occupancy: float, fast: float, heavy: float, stalled: float) -> 
     """How far inside the heavy corner (dense and stalled) the frame is, 0..1."""
     dense = min(1.0, occupancy / heavy) if heavy > 0 else 1.0
     still = min(1.0, max(0.0, 1.0 - fast / (2 * stalled))) if stalled > 0 else 0.0
-    return round(dense * (0.5 + 0.5 * still), 3)
+    return round(dense * (CONFIDENCE_FLOOR + (1.0 - CONFIDENCE_FLOOR) * still), 3)
 
 
 def _boxes(occupied: np.ndarray, max_boxes: int = 4) -> tuple[tuple[float, float, float, float], ...]:
     """Normalized boxes around the largest occupied areas (for the evidence snapshot), found on
     4x4 px cells; areas less than two cells (8 px) apart merge."""
-    cells = coarse(occupied, (max(1, occupied.shape[0] // 4), max(1, occupied.shape[1] // 4)))
+    cells = coarse(occupied, (max(1, occupied.shape[0] // BOX_CELL), max(1, occupied.shape[1] // BOX_CELL)))
     h, w = cells.shape
     blob = cv2.dilate(cells, _SQUARE3)
     n, _, stats, _ = cv2.connectedComponentsWithStats(blob, connectivity=8, ltype=cv2.CV_16U)

@@ -25,6 +25,23 @@ class MotionSample(NamedTuple):
 
 _CROSS3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 _SQUARE3 = np.ones((3, 3), np.uint8)
+# HSV bounds (OpenCV: hue 0..179, saturation and value 0..255, inclusive):
+VEGETATION_LOW = (30, 50, 30)  # green hues, at least slightly saturated, not black ...
+VEGETATION_HIGH = (90, 255, 255)  # ... up to green-cyan
+GREY_MIN_VALUE = 36  # grey road pixels: not dark ...
+GREY_MAX_VALUE = 234  # ... and not blown out
+LANE_WIDENING = 0.05  # fraction of the width recent motion is widened by to cover whole lanes
+ROAD_CLOSING = 0.04  # fraction of the (half-size) width of the kernel closing vehicle holes in asphalt
+MIN_KERNEL = 3  # px: smallest of those kernels (always odd)
+MIN_SPOT_CONTRAST = 20  # local contrast (grey levels) a changed spot needs to be tracked
+MIN_TRACKED_SPOTS = 3  # fewer contrasted changed spots: no motion measured
+SPEED_CAP = 0.5  # frame widths per s: the speed given to lost tracks at least (and to any track at most)
+MIN_MOVE_PX = 1.0  # px at working size: tracks moving further count as moved for rigidity
+RIGIDITY_RADIUS = 0.08  # fraction of the width: spots this close are neighbours
+RIGIDITY_MIN_POINTS = 4  # moved spots needed to measure rigidity ...
+RIGIDITY_MIN_JUDGED = 3  # ... of which this many need a neighbour
+ALIKE_PX = 1.0  # px: neighbours move alike when their shifts differ by less than this ...
+ALIKE_SHARE = 0.35  # ... or this fraction of the shift, whichever is larger
 # Pyramidal LK on 4 levels with 9x9 windows, at most 10 iterations per level or until a step is
 # below 0.03 px (flicker never converges; finer steps buy nothing against a 1 px check). It runs as
 # two calls that give exactly what one call gives: levels 1-3 on the frames' `half_size` copies
@@ -81,8 +98,8 @@ def colour_masks(bgr: np.ndarray, max_sat: int = 60) -> tuple[np.ndarray, np.nda
     """(vegetation, grey and lit) masks: clearly green pixels (trees, grass, verges: never road,
     never vehicles), and low-saturation pixels neither dark nor blown out (what road looks like)."""
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
-    return (cv2.inRange(hsv, (30, 50, 30), (90, 255, 255)),
-            cv2.inRange(hsv, (0, 0, 36), (180, max_sat - 1, 234)))
+    return (cv2.inRange(hsv, VEGETATION_LOW, VEGETATION_HIGH),
+            cv2.inRange(hsv, (0, 0, GREY_MIN_VALUE), (180, max_sat - 1, GREY_MAX_VALUE)))
 
 
 def asphalt_mask(grey_lit: np.ndarray, contrast: np.ndarray, max_contrast: int = 16) -> np.ndarray:
@@ -109,7 +126,7 @@ def coarse(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def lanes_from_motion(recent_motion: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Where traffic moved recently (a coarse mask), widened by ~5 % of the width so whole lanes
     count, returned at the working (height, width)."""
-    k = max(3, int(round(recent_motion.shape[1] * 0.05)) | 1)
+    k = max(MIN_KERNEL, int(round(recent_motion.shape[1] * LANE_WIDENING)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     lanes = cv2.dilate(recent_motion, kernel)
     return resize_mask(lanes, shape[1], shape[0])
@@ -121,7 +138,7 @@ def road_zone_from_asphalt(asphalt: np.ndarray, min_part: float = 0.02) -> np.nd
     at half size (it only runs until motion has shown where the lanes are)."""
     h, w = asphalt.shape
     half = halve_mask(asphalt)
-    k = max(3, int(round(half.shape[1] * 0.04)) | 1)
+    k = max(MIN_KERNEL, int(round(half.shape[1] * ROAD_CLOSING)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     closed = cv2.morphologyEx(half, cv2.MORPH_CLOSE, kernel)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8, ltype=cv2.CV_16U)
@@ -170,12 +187,12 @@ def track_motion(ref: tuple[np.ndarray, np.ndarray], ref_contrast: np.ndarray,
     o = step // 2
     grid = ref_contrast[o::step, o::step] & cv2.dilate(changed, _SQUARE3)[o::step, o::step]
     flat = grid.ravel()
-    if dt <= 0 or len(flat) < 3:
+    if dt <= 0 or len(flat) < MIN_TRACKED_SPOTS:
         return MotionSample(0, 0.0, 0.0, None)
     top = np.argpartition(flat, -min(max_points, len(flat)))[-max_points:]
-    top = top[flat[top] > 20]
+    top = top[flat[top] > MIN_SPOT_CONTRAST]
     n = len(top)
-    if n < 3:
+    if n < MIN_TRACKED_SPOTS:
         return MotionSample(0, 0.0, 0.0, None)
     pts = _grid_points((h, w), step)[top]
     after = pyramid_lk(ref, frame, pts)
@@ -184,29 +201,29 @@ def track_motion(ref: tuple[np.ndarray, np.ndarray], ref_contrast: np.ndarray,
     ok = np.abs(start - back.view(np.complex64).ravel()) < max_error
     shift = after.view(np.complex64).ravel() - start
     dist = np.abs(shift)
-    cap = max(2 * slow_speed, 0.5)
+    cap = max(2 * slow_speed, SPEED_CAP)
     speed = np.where(ok, np.minimum(dist / w / dt, cap), cap)
     fast = np.count_nonzero(speed > slow_speed) / n
     speed.sort()
     median = speed[n // 2] if n % 2 else (speed[n // 2 - 1] + speed[n // 2]) / 2
-    moved = ok & (dist > 1.0)
-    return MotionSample(n, fast, float(median), rigidity(start[moved], shift[moved], 0.08 * w))
+    moved = ok & (dist > MIN_MOVE_PX)
+    return MotionSample(n, fast, float(median), rigidity(start[moved], shift[moved], RIGIDITY_RADIUS * w))
 
 
 def rigidity(points: np.ndarray, shifts: np.ndarray, radius: float) -> float | None:
     """Mean share of each moved spot's neighbours (within ``radius``) that moved alike (within
     1 px or 35 %); ``points`` and ``shifts`` are complex x + iy. Spots on a vehicle move
     together; flames and flicker do not. None when fewer than three spots have a neighbour."""
-    if len(points) < 4:
+    if len(points) < RIGIDITY_MIN_POINTS:
         return None
     near = np.abs(points[:, None] - points) < radius
     np.fill_diagonal(near, False)
     neighbours = near.sum(axis=1)
     has = neighbours > 0
     judged = np.count_nonzero(has)
-    if judged < 3:
+    if judged < RIGIDITY_MIN_JUDGED:
         return None
-    alike = np.abs(shifts[:, None] - shifts) < np.maximum(1.0, 0.35 * np.abs(shifts))[:, None]
+    alike = np.abs(shifts[:, None] - shifts) < np.maximum(ALIKE_PX, ALIKE_SHARE * np.abs(shifts))[:, None]
     return float(((alike & near).sum(axis=1)[has] / neighbours[has]).sum() / judged)
 
 
