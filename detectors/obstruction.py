@@ -28,6 +28,12 @@ from detectors.base import DetectorSettings, Finding, region_mask, working_size
 from detectors.imaging import shrink
 
 EVENT_TYPE = "camera_obstructed"
+MAX_BLUR_RATIO = 0.95  # the scaled blur ratio stays below this (1 would call every frame blurred)
+DARK_STD_FACTOR = 2  # a dark frame counts as covered up to this many times the flat std
+LAPLACIAN_KSIZE = 3  # px at working size: aperture of the Laplacian measuring sharpness
+VARIANCE_OFFSET = 1.0  # grey levels squared added to the variance that divides the sharpness (flat frames)
+CONFIDENCE_FLOOR = 0.5  # confidence of an active finding is at least this, rising to 1.0 ...
+CONFIDENCE_SPAN = 2  # ... over 0..this x flat std (covered, 1.0 at std 0) or this x frozen time (1.0 there)
 
 
 class ObstructionSettings(DetectorSettings):
@@ -51,7 +57,7 @@ class ObstructionDetector:
         self.settings = settings or ObstructionSettings()
         k = 0.5 + self.settings.sensitivity  # 0.5 .. 1.5
         self._flat_std = self.settings.flat_std * k
-        self._blur_ratio = min(0.95, self.settings.blur_ratio * k)
+        self._blur_ratio = min(MAX_BLUR_RATIO, self.settings.blur_ratio * k)
         self._frozen_after_s = self.settings.frozen_after_s / k
         self._shape: tuple[int, int] | None = None
         self._mask: np.ndarray | None = None
@@ -84,12 +90,12 @@ class ObstructionDetector:
         mask = self._mask
         mean, std = (float(v[0][0]) for v in cv2.meanStdDev(grey, mask=mask))
         # variance from exact sums (|Laplacian| <= 8 * 255 fits 16 bits): cheaper than meanStdDev
-        lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=3)
+        lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=LAPLACIAN_KSIZE)
         lap_mean = cv2.mean(lap, mask=mask)[0]
         lap_var = max(0.0, cv2.norm(lap, cv2.NORM_L2SQR, mask=mask) / self._pixels - lap_mean ** 2)
-        sharpness = lap_var / (std * std + 1.0)
+        sharpness = lap_var / (std * std + VARIANCE_OFFSET)
 
-        covered = std < self._flat_std or (mean < s.dark_level and std < 2 * self._flat_std)
+        covered = std < self._flat_std or (mean < s.dark_level and std < DARK_STD_FACTOR * self._flat_std)
 
         frozen_s = 0.0
         if self._prev is not None and self._prev_ts is not None and ts >= self._prev_ts:
@@ -113,11 +119,14 @@ class ObstructionDetector:
         confidence = 0.0
         level = None
         if covered:
-            level, confidence = "covered", 0.5 + 0.5 * _clip01(1.0 - std / (2 * self._flat_std))
+            ramp = _clip01(1.0 - std / (CONFIDENCE_SPAN * self._flat_std))
+            level, confidence = "covered", CONFIDENCE_FLOOR + (1.0 - CONFIDENCE_FLOOR) * ramp
         elif blurred:
-            level, confidence = "blurred", 0.5 + 0.5 * _clip01(1.0 - ratio / self._blur_ratio)
+            ramp = _clip01(1.0 - ratio / self._blur_ratio)
+            level, confidence = "blurred", CONFIDENCE_FLOOR + (1.0 - CONFIDENCE_FLOOR) * ramp
         elif frozen:
-            level, confidence = "frozen", 0.5 + 0.5 * _clip01(frozen_s / (2 * self._frozen_after_s))
+            ramp = _clip01(frozen_s / (CONFIDENCE_SPAN * self._frozen_after_s))
+            level, confidence = "frozen", CONFIDENCE_FLOOR + (1.0 - CONFIDENCE_FLOOR) * ramp
         active = level is not None
         return [Finding(
             type=EVENT_TYPE, active=active, confidence=round(confidence, 4), level=level,
