@@ -2,7 +2,8 @@
 published to Mosquitto appear live with their snapshot (annotated JPEG in moto S3 behind a presigned
 URL), and clicking *Acknowledge* puts an ack message on the broker.
 
-Set ``CITYWATCH_CONSOLE_SCREENSHOT=docs/console.png`` to refresh the README screenshot.
+Set ``CITYWATCH_CONSOLE_SCREENSHOT=docs/console.png`` to refresh that screenshot (docs/console.md shows
+the Vietnamese and 390 px ones, refreshed by tests/test_console_triage_browser.py).
 """
 
 from __future__ import annotations

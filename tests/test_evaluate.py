@@ -240,7 +240,7 @@ def test_sample_scenes_raise_their_events_and_quiet_raises_none():
 @pytest.mark.slow
 def test_shared_footage_end_to_end(footage_dir, tmp_path):
     """All labelled footage through the real analyzer; the floors are what the detectors reached
-    (README table): a regression below them fails."""
+    (the in-sample table of docs/evaluation.md and the README): a regression below them fails."""
     ev = evaluate(footage_dir / "labels.csv", fps=2.0)
     assert not ev.skipped, [(r.media.path, r.error) for r in ev.skipped]
     listed = {row["path"]: row for row in csv.DictReader((footage_dir / "labels.csv").open(encoding="utf-8"))}
@@ -248,7 +248,7 @@ def test_shared_footage_end_to_end(footage_dir, tmp_path):
         expected = 20 if r.media.is_still else math.ceil(float(listed[r.media.path]["duration_s"]) * 2)
         assert abs(r.frames - expected) <= 1, (r.media.path, r.frames, expected)
     assert ev.frames_per_s > 5
-    # Floors: the in-sample figures of the shipped models on the 102-media set (README table).
+    # Floors: the in-sample figures of the shipped models on the 102-media set (docs/evaluation.md).
     fire, flood, jam = (score(ev.subset("clips"), t) for t in ("fire", "flood", "congestion"))
     assert fire.tp >= 11 and fire.fp <= 4  # the 3 misses are the smoke-only clips
     assert flood.tp >= 2 and flood.fp <= 4
