@@ -75,6 +75,7 @@ def publish_camera_statuses(config_path: str | None) -> dict[str, int]:
             publisher.wait_connected(10.0)
             for camera_id, status in statuses.items():
                 status["source"] = "camera-health"
+                status["worker"] = config.worker.name  # the worker whose cameras these are
                 publisher.publish_status(f"{config.mqtt.topic_prefix}/cameras/{camera_id}/status",
                                          json.dumps(status).encode())
             publisher.flush(5.0)

@@ -41,6 +41,17 @@ def test_rules_unknown_reported_stale_offline_and_worker_offline():
     assert camera_health(report("bogus", now - 1), [], now, 30, 120)["state"] == "unknown"
 
 
+def test_only_the_cameras_own_worker_going_offline_marks_it_offline():
+    """Two shards: edge-02 leaving its last will says nothing about edge-01's cameras."""
+    now = 1_800_000_000.0
+    other_down = [{"name": "edge-02", "state": "offline", "ts": iso(now - 3)}]
+    assert camera_health(report("online", now - 4, worker="edge-01"), other_down, now, 30, 120)["state"] == "online"
+    gone = camera_health(report("online", now - 4, worker="edge-02"), other_down, now, 30, 120)
+    assert (gone["state"], gone["worker"]) == ("offline", "edge-02")
+    legacy = {k: v for k, v in report("online", now - 4).items() if k != "worker"}  # a status naming no worker
+    assert camera_health(legacy, other_down, now, 30, 120)["state"] == "offline"
+
+
 def test_api_cameras_never_shows_a_silent_camera_or_a_dead_workers_camera_as_online():
     prefix = f"cwhealth{uuid.uuid4().hex[:6]}"
     cfg = make_config("mqtt://127.0.0.1:1", prefix)

@@ -292,6 +292,7 @@ class Worker:
         """Retained `<prefix>/cameras/<id>/status` for every camera."""
         prefix = self.config.mqtt.topic_prefix
         for camera_id, status in self.health.statuses(self.clock()).items():
+            status["worker"] = self.config.worker.name  # whose last will speaks for this camera
             self.publisher.publish_status(f"{prefix}/cameras/{camera_id}/status", json.dumps(status).encode())
 
     def flush(self, timeout_s: float = 2.0) -> int:

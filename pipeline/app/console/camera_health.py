@@ -40,8 +40,11 @@ def camera_health(status: dict[str, Any] | None, workers: list[dict[str, Any]], 
     reported = epoch(status.get("checked_at") if isinstance(status.get("checked_at"), str) else None)
     age = None if reported is None else round(max(0.0, now - reported), 1)
     if reported is not None:
+        owner = status.get("worker") if isinstance(status.get("worker"), str) else None
         for worker in workers:
             down_at = epoch(worker.get("ts"))
+            if owner is not None and worker.get("name") != owner:
+                continue  # another shard's worker: its cameras are not this one's
             if (worker.get("state") == "offline" and not is_health_job(worker.get("name")) and down_at is not None
                     and down_at >= reported - WORKER_GRACE_S):
                 return {"state": "offline", "reason": "worker_offline", "age_s": age, "worker": worker.get("name")}

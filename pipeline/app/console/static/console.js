@@ -186,7 +186,10 @@ function health(cam) {
   if (!s || !s.state) return { state: "unknown", label: t("health.unknown"), note: t("health.no_report_yet") };
   const reported = Date.parse(s.checked_at), age = (Date.now() - reported) / 1000;
   // the camera-health job ("<worker>-health") says "offline, stopped" after each run: it handles no camera
-  const down = state.workers.find((w) => w.state === "offline" && !/-health$/.test(w.name) && Date.parse(w.ts) >= reported - 5000);
+  // a status names its worker: only that worker's last will speaks for the camera (older statuses: any worker's)
+  const owner = typeof s.worker === "string" ? s.worker : null;
+  const down = state.workers.find((w) => w.state === "offline" && !/-health$/.test(w.name) && (owner === null || w.name === owner)
+    && Date.parse(w.ts) >= reported - 5000);
   if (down) return { state: "offline", label: t("health.worker_offline"), note: t("health.worker_down", { worker: down.name, time: fmtTime(down.ts) }) };
   if (isFinite(age) && age > (state.meta.offline_after_s || 120)) return { state: "offline", label: t("health.offline"), note: t("health.no_report_for", { seconds: Math.round(age) }) };
   if (isFinite(age) && age > (state.meta.stale_after_s || 30)) return { state: "stale", label: t("health.stale"), note: t("health.no_report_for", { seconds: Math.round(age) }) };
