@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from minio import Minio
@@ -21,10 +21,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.config.settings import Config, load_config
+from pipeline.delivery.publisher import MqttPublisher
+from pipeline.frames.keys import InvalidFrameKey, camera_prefix, parse_frame_key
 from pipeline.frames.store import make_minio
 from pipeline.state.health import CameraHealth
-from pipeline.frames.keys import InvalidFrameKey, camera_prefix, parse_frame_key
-from pipeline.delivery.publisher import MqttPublisher
 from pipeline.state.store import StateStore
 
 
@@ -32,7 +32,7 @@ def newest_frame_ts(client: Minio, bucket: str, camera_id: str, now: float, look
     """Frame time of the camera's newest frame stamped within ``lookback_s`` before ``now`` (or None)."""
     minute = int(now // 60) * 60
     while minute >= now - lookback_s - 60:
-        t = datetime.fromtimestamp(minute, tz=timezone.utc)
+        t = datetime.fromtimestamp(minute, tz=UTC)
         prefix = f"{camera_prefix(camera_id)}{t:%Y/%m/%d}/{t:%Y%m%dT%H%M}"
         newest = None
         for obj in client.list_objects(bucket, prefix=prefix, recursive=True):

@@ -10,8 +10,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.config.settings import load_config
-from pipeline.frames.store import make_minio
 from pipeline.frames.retention import delete_old_frames
+from pipeline.frames.store import make_minio
 
 
 @task(name="delete-old-frames", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)

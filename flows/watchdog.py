@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["DEFAULT_EXIT_GRACE_S", "EXIT_GRACE_ENV", "ExitWatchdog", "exit_grace_s", "prefect_api_reachable"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from sample_media.render import HEIGHT, WIDTH, Camera, Plane, HAZE, fractal_noise, shade, sky
+from sample_media.render import HAZE, Camera, Plane, fractal_noise, shade, sky
 
 RES = 0.05  # metres per texel of the ground and facade textures
 CAR_COLOURS = [(235, 235, 235), (190, 192, 195), (40, 40, 45), (110, 110, 115), (140, 80, 40),

@@ -12,12 +12,12 @@ import time
 import uuid
 from pathlib import Path
 
-from pipeline.config.settings import config_from_dict
-from pipeline.app.console.board import IncidentBoard
-from pipeline.app.embedded import port_open
 from pipeline.alerts.incident_store import IncidentStore, store_url
 from pipeline.alerts.incidents import IncidentEvent
 from pipeline.alerts.payload import alert_topic, build_alert
+from pipeline.app.console.board import IncidentBoard
+from pipeline.app.embedded import port_open
+from pipeline.config.settings import config_from_dict
 
 
 def _alerts(cfg, n: int):

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 
-from pipeline.config.settings import CapSettings
-from pipeline.common.i18n import Catalogue, catalogue, local_time
 from pipeline.alerts.payload import AlertPayload
+from pipeline.common.i18n import Catalogue, catalogue, local_time
 from pipeline.common.text import xml_text
+from pipeline.config.settings import CapSettings
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 LANGUAGES = (("vi-VN", "vi"), ("en-US", "en"))
@@ -44,7 +44,7 @@ def cap_datetime(when: datetime) -> str:
     """CAP dateTime: seconds precision, numeric offset, UTC written ``-00:00``."""
     if when.tzinfo is None:
         raise ValueError("CAP times must be timezone-aware")
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
 
 
 def cap_identifier(incident_id: str, seq: int) -> str:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import cv2
 import numpy as np
 from minio import Minio
 
-from pipeline.common.i18n import local_time
 from pipeline.alerts.incidents import IncidentEvent
+from pipeline.common.i18n import local_time
 from pipeline.frames.keys import validate_camera_id
 
 JPEG_QUALITY = 85
@@ -52,16 +52,16 @@ class Evidence:
 def evidence_key(event: IncidentEvent) -> str:
     """``<camera>/<YYYY>/<MM>/<DD>/<incident_id>-<seq>.jpg``, dated by the event's frame time."""
     validate_camera_id(event.camera_id)
-    t = datetime.fromtimestamp(event.frame_ts, tz=timezone.utc)
+    t = datetime.fromtimestamp(event.frame_ts, tz=UTC)
     return f"{event.camera_id}/{t:%Y/%m/%d}/{event.incident_id}-{event.seq}.jpg"
 
 
-def snapshot_label(event: IncidentEvent, zone: tzinfo = timezone.utc) -> str:
+def snapshot_label(event: IncidentEvent, zone: tzinfo = UTC) -> str:
     """``FIRE extreme start | cam-1 | 2026-12-02 01:23:45 +07``: the text on a snapshot's label bar."""
     return f"{event.type.upper()} {event.severity} {event.state} | {event.camera_id} | {local_time(event.frame_ts, zone)}"
 
 
-def annotate(frame: np.ndarray, event: IncidentEvent, zone: tzinfo = timezone.utc) -> np.ndarray:
+def annotate(frame: np.ndarray, event: IncidentEvent, zone: tzinfo = UTC) -> np.ndarray:
     """A copy of ``frame`` (BGR uint8) with the event's boxes and a label bar drawn on it (time in ``zone``)."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", None)
@@ -86,7 +86,7 @@ def annotate(frame: np.ndarray, event: IncidentEvent, zone: tzinfo = timezone.ut
 class EvidenceStore:
     """Stores annotated snapshots in ``bucket`` and hands out presigned URLs valid ``expiry_s``."""
 
-    def __init__(self, client: Minio, bucket: str, expiry_s: int, zone: tzinfo = timezone.utc) -> None:
+    def __init__(self, client: Minio, bucket: str, expiry_s: int, zone: tzinfo = UTC) -> None:
         if not 1 <= expiry_s <= 7 * 24 * 3600:
             raise ValueError(f"presigned URL expiry must be 1 s .. 7 days, got {expiry_s} s")
         self.client = client
@@ -112,7 +112,7 @@ class EvidenceStore:
         self.client.put_object(self.bucket, key, io.BytesIO(data), len(data),
                                content_type="image/jpeg", metadata=metadata)
         expiry = timedelta(seconds=self.expiry_s)
-        signed_at = datetime.now(timezone.utc).replace(microsecond=0)
+        signed_at = datetime.now(UTC).replace(microsecond=0)
         url = self.client.presigned_get_object(self.bucket, key, expires=expiry, request_date=signed_at)
         return Evidence(bucket=self.bucket, key=key, sha256=hashlib.sha256(data).hexdigest(), url=url,
                         expires_at=signed_at + expiry,

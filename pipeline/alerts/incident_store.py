@@ -11,12 +11,26 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        create_engine, event, func, or_, select)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,7 +61,7 @@ def epoch(iso: str | None) -> float | None:
         when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except (TypeError, ValueError):
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _tables(prefix: str) -> tuple[MetaData, Table, Table, Table]:
@@ -110,7 +124,7 @@ class IncidentStore:
     def save(self, inc: dict[str, Any], alert: tuple[int, bytes] | None = None,
              ack: dict[str, Any] | None = None, now: float | None = None) -> None:
         """Upsert the incident's view, with the alert (seq, payload) or ack that changed it."""
-        now = now if now is not None else datetime.now(timezone.utc).timestamp()
+        now = now if now is not None else datetime.now(UTC).timestamp()
         row = _row(inc, now)
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(self._upsert(self.incidents, row, ["incident_id"]))
@@ -126,10 +140,10 @@ class IncidentStore:
 
     def _insert(self, table: Table):
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return sqlite_insert(table)
 
     def _upsert(self, table: Table, row: dict[str, Any], keys: list[str]):
         stmt = self._insert(table).values(**row)

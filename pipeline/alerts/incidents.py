@@ -23,15 +23,16 @@ crash gives the same id; ``seq`` counts the messages of an incident from 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.base import Finding
-from pipeline.config.settings import AlertSettings
 from pipeline.alerts.severity import growth_ratio, material_change, primary_value, severity_for, severity_rank
+from pipeline.config.settings import AlertSettings
 
 HOLD_RATIO = 0.6
 """Fraction of the starting confidence that still counts as evidence while an incident is open."""
@@ -74,7 +75,7 @@ class IncidentEvent:
 def incident_id(camera_id: str, event_type: str, started_ts: float) -> str:
     """``<camera>-<type>-<YYYYmmddTHHMMSSfff>`` (UTC, milliseconds) of the start frame."""
     ms = round(started_ts * 1000)
-    t = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    t = datetime.fromtimestamp(ms // 1000, tz=UTC)
     return f"{camera_id}-{event_type}-{t:%Y%m%dT%H%M%S}{ms % 1000:03d}"
 
 
@@ -173,7 +174,7 @@ class IncidentTracker:
         return _TrackerState(camera_id=self.camera_id, types=self._types).model_dump(mode="json")
 
     @classmethod
-    def from_state(cls, camera_id: str, settings: AlertSettings, state: dict[str, Any]) -> "IncidentTracker":
+    def from_state(cls, camera_id: str, settings: AlertSettings, state: dict[str, Any]) -> IncidentTracker:
         """Rebuild a tracker from :meth:`to_state` output; ValueError if it is not one."""
         try:
             parsed = _TrackerState.model_validate(state)

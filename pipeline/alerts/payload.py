@@ -11,23 +11,24 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import logging
 import math
+import re
 import sys
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal
+from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator, ValidationError, validators
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from pipeline.config.settings import CameraConfig
 from pipeline.alerts.evidence import Evidence
 from pipeline.alerts.incidents import IncidentEvent
 from pipeline.common.ids import CAMERA_ID, EVENT_TYPE, INCIDENT_ID, NAME, TOPIC_PREFIX, anchored, full_match
+from pipeline.config.settings import CameraConfig
 from pipeline.frames.keys import InvalidFrameKey, parse_frame_key, validate_camera_id
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class AlertPayload(_Strict):
 
 
 def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 def message_id(incident_id: str, seq: int) -> uuid.UUID:
@@ -136,7 +137,7 @@ def build_alert(event: IncidentEvent, camera: CameraConfig, *, frame_bucket: str
         camera=CameraInfo(id=camera.id, name=camera.name or camera.id,
                           location=LocationInfo(lat=loc.lat, lon=loc.lon, district=loc.district) if loc else None),
         frame=FrameInfo(bucket=frame_bucket, key=frame_key, time=_utc(event.frame_ts)),
-        detected_at=detected_at or datetime.now(timezone.utc), started_at=_utc(event.started_ts),
+        detected_at=detected_at or datetime.now(UTC), started_at=_utc(event.started_ts),
         ended_at=_utc(event.ended_ts) if event.ended_ts is not None else None,
         measurements=measurements, level=event.level,
         boxes=[tuple(min(1.0, max(0.0, v)) for v in b) for b in event.boxes],
@@ -186,7 +187,7 @@ def _pattern_to_the_end(validator, pattern: str, instance: Any, schema: dict) ->
 
 
 @functools.lru_cache(maxsize=64)
-def _ecma_regex(pattern: str) -> "re.Pattern[str]":
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
 
 

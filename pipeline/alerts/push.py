@@ -15,8 +15,8 @@ from typing import Any
 
 import apprise
 
-from pipeline.common.i18n import Catalogue, local_time
 from pipeline.alerts.incident_store import epoch
+from pipeline.common.i18n import Catalogue, local_time
 from pipeline.common.text import printable
 
 __all__ = ["IncidentPusher", "PushError", "push_message"]
@@ -80,7 +80,7 @@ class IncidentPusher:
             return None
         title, body = push_message(inc, reason, self.cat, self.zone, now)
         notify_type = apprise.NotifyType.FAILURE if reason == "escalated" else apprise.NotifyType.WARNING
-        return self._pool.submit(self._send, inc.get("incident_id"), title, body, notify_type)
+        return self._pool.submit(self._send, str(inc.get("incident_id")), title, body, notify_type)
 
     def _send(self, incident_id: str, title: str, body: str, notify_type: Any) -> bool:
         try:

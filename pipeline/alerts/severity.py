@@ -29,7 +29,7 @@ to the rule's range), so a detector that reports no measurements still yields a 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 SEVERITIES: tuple[str, ...] = ("minor", "moderate", "severe", "extreme")
 

@@ -24,15 +24,16 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
-from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.config.settings import AlertSettings, CameraConfig
 from pipeline.frames.decode import decode_frame, shrink_to_width
+from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.processing.worker import analysis_width
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}

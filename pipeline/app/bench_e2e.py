@@ -20,17 +20,18 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
 from pipeline.app.bench import state_bytes, synthetic_jpegs
-from pipeline.config.settings import WorkerSettings, config_from_dict
 from pipeline.app.embedded import MosquittoProcess, port_open
 from pipeline.app.embedded_s3 import SeaweedS3
+from pipeline.config.settings import WorkerSettings, config_from_dict
 from pipeline.delivery.mqtt import Subscriber
 from pipeline.processing.runner import THREADS, WatchSession
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from pipeline.config.settings import MqttSettings
 from pipeline.common.ids import EVENT_TYPE, full_match
-from pipeline.frames.keys import validate_camera_id
-from pipeline.delivery.mqtt import Subscriber
 from pipeline.common.text import printable
+from pipeline.config.settings import MqttSettings
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.frames.keys import validate_camera_id
 
 __all__ = ["alert_filter", "format_alert_line", "AlertConsole", "validate_event_type"]
 

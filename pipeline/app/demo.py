@@ -14,19 +14,19 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
-from pipeline.config.settings import Config, config_from_dict
-from pipeline.app.embedded import EmbeddedS3, port_open, start_embedded_broker
-from pipeline.frames.store import FrameStore, make_minio
 from pipeline.app.console_view import format_alert_line
-from pipeline.delivery.mqtt import Subscriber
+from pipeline.app.embedded import EmbeddedS3, port_open, start_embedded_broker
 from pipeline.app.prefect_env import prepare_prefect_env
+from pipeline.config.settings import Config, config_from_dict
+from pipeline.delivery.mqtt import Subscriber
+from pipeline.frames.store import FrameStore, make_minio
 
 #: Seconds the flow keeps watching after the scenes, so incidents end (hysteresis) within the demo.
 AFTER_S = 12.0

@@ -81,7 +81,7 @@ class MosquittoProcess:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self) -> "MosquittoProcess":
+    def start(self) -> MosquittoProcess:
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
@@ -105,7 +105,7 @@ class MosquittoProcess:
                 self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> "MosquittoProcess":
+    def __enter__(self) -> MosquittoProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -125,7 +125,7 @@ class AmqttBroker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self) -> "AmqttBroker":
+    def start(self) -> AmqttBroker:
         from amqtt.broker import Broker
 
         config = {
@@ -159,7 +159,7 @@ class AmqttBroker:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._broker = None
 
-    def __enter__(self) -> "AmqttBroker":
+    def __enter__(self) -> AmqttBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

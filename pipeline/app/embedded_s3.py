@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-
 log = logging.getLogger(__name__)
 
 #: How long `stop()` lets SeaweedFS shut down on SIGTERM before it is killed.
@@ -123,7 +121,7 @@ class SeaweedS3:
         args += [f"-{name}={port}" for name, port in self._ports.items()]
         return args + list(self.extra_args)
 
-    def start(self) -> "SeaweedS3":
+    def start(self) -> SeaweedS3:
         started = time.monotonic()
         log_file = open(self.workdir / "weed.log", "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,
@@ -189,7 +187,7 @@ class SeaweedS3:
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "SeaweedS3":
+    def __enter__(self) -> SeaweedS3:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

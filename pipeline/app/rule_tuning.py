@@ -12,12 +12,13 @@ defaults are what the same rule chooses on all of ``../shared/footage`` (``cityw
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pipeline.config.settings import AlertSettings, CameraConfig, CameraDetectors
 from pipeline.app.evaluate.labels import LabeledMedia, truth
+from pipeline.config.settings import AlertSettings, CameraConfig, CameraDetectors
 
 DETECTORS = tuple(CameraDetectors.model_fields)  # the detector sections of a camera
 

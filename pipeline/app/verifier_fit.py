@@ -19,15 +19,16 @@ Recipe (all constants below; the seed fixes every random choice):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from detectors.fire_patches import FEATURES, candidate_rows
-from pipeline.config.settings import CameraConfig, WorkerSettings
 from pipeline.app.evaluate.run import LabeledMedia, as_camera_sends_it, media_frames
+from pipeline.config.settings import CameraConfig, WorkerSettings
 from pipeline.processing.worker import decode_for_analysis
 
 SEED = 13
@@ -113,11 +114,10 @@ def _matrix(items: Iterable[MediaRows]) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def fit_mlp(items: list[MediaRows]) -> Any:
     """A standardising scaler + MLP fitted on ``items`` (scikit-learn, from the ``train`` extra)."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
     x, y, w = _matrix(items)
@@ -151,7 +151,7 @@ def fit_still_threshold(items: list[MediaRows]) -> float:
         if not {0, 1} <= {i.label for i in fit_on}:
             continue
         model = fit_mlp(fit_on)
-        negatives += [media_score(lambda r: model.predict_proba(r)[:, 1], i)
+        negatives += [media_score(lambda r, m=model: m.predict_proba(r)[:, 1], i)
                       for i in items if i.source in held and i.still and i.label == 0]
     for threshold in THRESHOLD_GRID:
         if sum(s >= threshold for s in negatives) <= STILL_FALSE_ALARMS * len(negatives):
@@ -242,9 +242,9 @@ class VerifierTrainer:
         return [i for i in items if i is not None]
 
     def __call__(self, train: list[LabeledMedia], root: Path) -> Any:
+        from detectors.verifier import FireVerifier
         from pipeline.processing.analysis import FrameAnalyzer
         from pipeline.processing.verifier_models import fire_verifier_model
-        from detectors.verifier import FireVerifier
 
         trained = train_fire(self.items(train, root))
         self.trained.append(trained)

@@ -57,7 +57,7 @@ class S3Settings(Strict):
         return url.rstrip("/")
 
     @model_validator(mode="after")
-    def _credentials_from_url(self) -> "S3Settings":
+    def _credentials_from_url(self) -> S3Settings:
         parts = urlsplit(self.url)
         if parts.username and self.access_key is None:
             self.access_key = SecretStr(unquote(parts.username))
@@ -109,7 +109,7 @@ class MqttSettings(Strict):
         return prefix
 
     @model_validator(mode="after")
-    def _credentials_from_url(self) -> "MqttSettings":
+    def _credentials_from_url(self) -> MqttSettings:
         parts = urlsplit(self.url)
         if parts.username and self.username is None:
             self.username = unquote(parts.username)

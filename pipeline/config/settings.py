@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from detectors import CongestionSettings, FireSettings, FloodSettings, ObstructionSettings, SmokeSettings
-from pipeline.config.console import ConsoleSettings
-from pipeline.config.endpoints import MqttSettings, S3Settings, Strict as _Strict
 from pipeline.common.ids import NAME, anchored, full_match
-from pipeline.frames.keys import validate_camera_id
-from pipeline.config.safe_yaml import YamlTooLarge, load_yaml
 from pipeline.common.text import PlainText
+from pipeline.config.console import ConsoleSettings
+from pipeline.config.endpoints import MqttSettings, S3Settings
+from pipeline.config.endpoints import Strict as _Strict
+from pipeline.config.safe_yaml import YamlTooLarge, load_yaml
+from pipeline.frames.keys import validate_camera_id
 
 __all__ = ["AlertSettings", "CameraConfig", "CameraDetectors", "CapSettings", "Config", "ConfigError", "HealthSettings",
            "Location", "MqttSettings", "S3Settings", "ShardSettings", "WorkerSettings", "config_from_dict",
@@ -51,7 +53,7 @@ class AlertSettings(_Strict):
     cap: CapSettings = CapSettings()
 
     @model_validator(mode="after")
-    def _hits_fit_window(self) -> "AlertSettings":
+    def _hits_fit_window(self) -> AlertSettings:
         if self.debounce_hits > self.debounce_window:
             raise ValueError("debounce_hits must not exceed debounce_window")
         return self
@@ -64,7 +66,7 @@ class HealthSettings(_Strict):
     offline_after_s: float = Field(120.0, gt=0, le=7 * 86400)
 
     @model_validator(mode="after")
-    def _order(self) -> "HealthSettings":
+    def _order(self) -> HealthSettings:
         if self.offline_after_s < self.stale_after_s:
             raise ValueError("offline_after_s must be >= stale_after_s")
         return self
@@ -92,7 +94,7 @@ class ShardSettings(_Strict):
     names: list[str] | None = Field(None, description="Explicit shard names; default shard-0 .. shard-<count-1>")
 
     @model_validator(mode="after")
-    def _names_match_count(self) -> "ShardSettings":
+    def _names_match_count(self) -> ShardSettings:
         if self.names is None:
             return self
         if not self.names:
@@ -151,7 +153,7 @@ class Config(_Strict):
     console: ConsoleSettings = ConsoleSettings()
 
     @model_validator(mode="after")
-    def _unique_cameras(self) -> "Config":
+    def _unique_cameras(self) -> Config:
         seen: set[str] = set()
         for cam in self.cameras:
             if cam.id in seen:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.config.settings import MqttSettings
 from pipeline.common.ids import INCIDENT_ID, anchored, full_match
-from pipeline.delivery.mqtt import Subscriber
 from pipeline.common.text import PlainText, printable
+from pipeline.config.settings import MqttSettings
+from pipeline.delivery.mqtt import Subscriber
 
 __all__ = ["AckMessage", "AckError", "ack_topic", "ack_filter", "parse_ack", "make_ack", "AckRecorder"]
 
@@ -68,7 +68,7 @@ def make_ack(incident_id: str, operator: str, *, note: str = "", console: str = 
     _check_incident_id(incident_id)
     try:
         return AckMessage(incident_id=incident_id, operator=(operator or "").strip(), note=note or "",
-                          console=console, time=when or datetime.now(timezone.utc))
+                          console=console, time=when or datetime.now(UTC))
     except ValidationError as exc:
         raise AckError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
 

@@ -10,8 +10,8 @@ import logging
 import re
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -19,9 +19,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from pipeline.config.settings import MqttSettings
 from pipeline.common.ids import CLIENT_ID, full_match
 from pipeline.common.text import printable
+from pipeline.config.settings import MqttSettings
 
 __all__ = ["make_client", "safe_url", "MqttSetupError", "reason_text", "EVENT_TYPE_RE", "Subscriber"]
 
@@ -154,7 +154,7 @@ class Subscriber:
         self._answered = threading.Event()  # subscribed, or the broker refused the connection
         self.refusal: str | None = None  # why the broker refused the last connection, if it did
 
-    def start(self) -> "Subscriber":
+    def start(self) -> Subscriber:
         self._client.loop_start()
         return self
 
@@ -168,7 +168,7 @@ class Subscriber:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Subscriber:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -15,13 +15,13 @@ import socket
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as paho
 
-from pipeline.config.settings import MqttSettings
 from pipeline.common.ids import NAME, full_match
+from pipeline.config.settings import MqttSettings
 from pipeline.delivery.mqtt import make_client, reason_text, safe_url
 from pipeline.state.store import OutboxRow, StateStore
 
@@ -36,7 +36,7 @@ PUBACK_WARN_S = 30.0
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _as_bytes(payload: Any) -> bytes:
@@ -102,7 +102,7 @@ class MqttPublisher:
         return _as_bytes({"state": state, "worker": self.worker_name, "reason": reason,
                           "host": socket.gethostname(), "pid": os.getpid(), "ts": _utc_now()})
 
-    def start(self) -> "MqttPublisher":
+    def start(self) -> MqttPublisher:
         """Start the network thread; connecting (and reconnecting) happens in the background."""
         if not self._started:
             log.info("MQTT publisher %s -> %s", self.client_id, safe_url(self.mqtt))
@@ -137,7 +137,7 @@ class MqttPublisher:
         self._connected.clear()
         self._started = self._stopping = False
 
-    def __enter__(self) -> "MqttPublisher":
+    def __enter__(self) -> MqttPublisher:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

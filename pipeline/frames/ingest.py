@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline.frames.store import FrameStore
 from pipeline.frames.keys import frame_key, validate_camera_id
+from pipeline.frames.store import FrameStore
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def ingest(source: str | Path, camera_id: str, store: FrameStore, fps: float = 2
         raise IngestError(f"duration must be > 0 seconds, got {duration:g}")
     if not 1 <= jpeg_quality <= 100:
         raise IngestError(f"JPEG quality must be 1..100, got {jpeg_quality}")
-    start = start or datetime.now(timezone.utc)
+    start = start or datetime.now(UTC)
     if start.tzinfo is None:
         raise IngestError("start time must carry a timezone (e.g. 2026-11-22T20:00:00Z)")
     result = IngestResult(camera_id=camera_id)

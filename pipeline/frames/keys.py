@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.common.ids import CAMERA_ID, full_match
 
@@ -68,10 +68,10 @@ def validate_camera_id(camera_id: object) -> str:
 
 def _as_utc(when: datetime | float) -> datetime:
     if isinstance(when, (int, float)):
-        return datetime.fromtimestamp(float(when), tz=timezone.utc)
+        return datetime.fromtimestamp(float(when), tz=UTC)
     if when.tzinfo is None:
         raise ValueError("frame time must be timezone-aware (UTC)")
-    return when.astimezone(timezone.utc)
+    return when.astimezone(UTC)
 
 
 def frame_key(camera_id: str, when: datetime | float, *, test: bool = False) -> str:
@@ -104,7 +104,7 @@ def parse_frame_key(key: str) -> FrameKey:
         t = datetime.strptime(f"{m['date']}T{m['time']}", _STAMP_FORMAT)
     except ValueError as exc:
         raise InvalidFrameKey(f"object key {key!r}: invalid timestamp ({exc})") from None
-    t = t.replace(microsecond=int(m["ms"]) * 1000, tzinfo=timezone.utc)
+    t = t.replace(microsecond=int(m["ms"]) * 1000, tzinfo=UTC)
     return FrameKey(camera_id=m["camera"], time=t, test=m["test"] is not None)
 
 

@@ -13,9 +13,10 @@ import io
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import urllib3
 from minio import Minio

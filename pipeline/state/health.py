@@ -17,13 +17,14 @@ arrive. With ``s`` = seconds since it was last seen:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.config.settings import HealthSettings
 from pipeline.alerts.incidents import IncidentEvent, incident_id
+from pipeline.config.settings import HealthSettings
 from pipeline.frames.keys import validate_camera_id
 
 EVENT_TYPE = "camera_offline"
@@ -56,7 +57,7 @@ class _HealthState(BaseModel):
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class CameraHealth:
@@ -147,7 +148,7 @@ class CameraHealth:
         return _HealthState(cameras=self._cams).model_dump(mode="json")
 
     @classmethod
-    def from_state(cls, settings: HealthSettings, state: dict[str, Any], now: float | None = None) -> "CameraHealth":
+    def from_state(cls, settings: HealthSettings, state: dict[str, Any], now: float | None = None) -> CameraHealth:
         """Rebuild from :meth:`to_state`. With ``now`` (the restart time) no camera is judged
         silent for the time the worker itself was down: silence counts from ``now`` at most."""
         try:

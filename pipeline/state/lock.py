@@ -36,7 +36,7 @@ class StateDirLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, wait_s: float = 0.0, poll_s: float = 0.2) -> "StateDirLock":
+    def acquire(self, wait_s: float = 0.0, poll_s: float = 0.2) -> StateDirLock:
         """Take the lock, waiting up to ``wait_s`` for a holder that is exiting; else raise
         :class:`StateDirLocked` naming the directory and the holder's pid."""
         if self._fd is not None:
@@ -68,7 +68,7 @@ class StateDirLock:
         if fd is not None:
             os.close(fd)  # closing the file drops its flock
 
-    def __enter__(self) -> "StateDirLock":
+    def __enter__(self) -> StateDirLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -52,7 +52,7 @@ def shard_names(settings: ShardSettings) -> list[str]:
 
 def rendezvous_weight(shard: str, camera_id: str) -> int:
     """A stable 64-bit weight of the pair; the camera goes to the shard with the highest one."""
-    digest = hashlib.sha256(f"{shard}\x00{camera_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{shard}\x00{camera_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 

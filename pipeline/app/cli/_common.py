@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,7 @@ from pipeline.config.settings import Config, ConfigError, load_config
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Config YAML (default $CITYWATCH_CONFIG)")
 
 
-def config_or_exit(path: Optional[Path]) -> Config:
+def config_or_exit(path: Path | None) -> Config:
     """The validated config, or exit 2 with the message naming every bad field."""
     try:
         return load_config(path)

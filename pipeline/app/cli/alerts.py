@@ -5,19 +5,18 @@ from __future__ import annotations
 import queue
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from pipeline.config.settings import ConfigError, load_config
 from pipeline.app.console_view import AlertConsole, validate_event_type
-from pipeline.frames.keys import InvalidCameraId, validate_camera_id
+from pipeline.config.settings import ConfigError, load_config
 from pipeline.delivery.mqtt import MqttSetupError, safe_url
+from pipeline.frames.keys import InvalidCameraId, validate_camera_id
 
 _HEADER = "frame time (UTC)  live/test  camera  type  state  severity  #seq  incident  snapshot URL"
 
 
-def _check_type(value: Optional[str]) -> Optional[str]:
+def _check_type(value: str | None) -> str | None:
     if value is None:
         return None
     try:
@@ -26,7 +25,7 @@ def _check_type(value: Optional[str]) -> Optional[str]:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _check_camera(value: Optional[str]) -> Optional[str]:
+def _check_camera(value: str | None) -> str | None:
     if value is None:
         return None
     try:
@@ -36,13 +35,13 @@ def _check_camera(value: Optional[str]) -> Optional[str]:
 
 
 def alerts_command(
-    event_type: Optional[str] = typer.Option(None, "--type", "-t", callback=_check_type,
+    event_type: str | None = typer.Option(None, "--type", "-t", callback=_check_type,
                                              help="Only this event type (fire, smoke, flood, congestion, ...)"),
-    camera: Optional[str] = typer.Option(None, "--camera", "-c", callback=_check_camera,
+    camera: str | None = typer.Option(None, "--camera", "-c", callback=_check_camera,
                                          help="Only this camera id"),
-    config: Optional[Path] = typer.Option(None, "--config", help="Config YAML (default $CITYWATCH_CONFIG)"),
+    config: Path | None = typer.Option(None, "--config", help="Config YAML (default $CITYWATCH_CONFIG)"),
     raw_json: bool = typer.Option(False, "--json", help="Print each payload as received (one JSON per line)"),
-    count: Optional[int] = typer.Option(None, "--count", min=1, help="Exit after this many alerts"),
+    count: int | None = typer.Option(None, "--count", min=1, help="Exit after this many alerts"),
     connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.5,
                                           help="Seconds to wait for the broker before warning (keeps retrying)"),
 ) -> None:

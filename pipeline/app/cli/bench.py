@@ -9,7 +9,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ TARGETS = {"ratio_720p": (">=", 0.6), "ratio_1080p": (">=", 0.6), "e2e_fps": (">
            "state_mb_per_camera": ("<=", 5.0)}
 
 
-def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: Optional[int], threads: int,
+def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: int | None, threads: int,
             e2e_size: str, poll_s: float = POLL_S, workers: int = 2, echo=lambda _: None) -> dict[str, Any]:
     """Every measurement of the bench as one JSON-able dict (the keys of ``--json``)."""
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -121,13 +121,13 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
 
 def bench_command(
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every figure as JSON here"),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write every figure as JSON here"),
     cameras: int = typer.Option(CAMERAS, "--cameras", min=1, max=2000, help="End to end: simulated cameras"),
     fps: float = typer.Option(CAMERA_FPS, "--fps", min=0.1, max=30.0, help="End to end: frames/s per camera"),
     seconds: float = typer.Option(30.0, "--seconds", min=1.0, max=3600.0, help="End to end: seconds of feeding"),
     repeats: int = typer.Option(REPEATS, "--repeats", min=1, max=50,
                                 help="Micro-benchmarks: rounds of interleaved passes (the best of each is kept)"),
-    frames: Optional[int] = typer.Option(None, "--frames", min=2,
+    frames: int | None = typer.Option(None, "--frames", min=2,
                                          help="Micro-benchmarks: frames per pass (default: the 56-frame fire scene)"),
     threads: int = typer.Option(THREADS, "--threads", min=1, max=64, help="End to end: the worker's thread pool"),
     e2e_size: str = typer.Option("720p", "--e2e-size", help="End to end: frame size, 720p or 1080p"),

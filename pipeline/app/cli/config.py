@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ config_app = typer.Typer(help="Validate the configuration or print its schema.",
 
 
 @config_app.command("check")
-def check(path: Optional[Path] = typer.Argument(None, help="YAML file (default $CITYWATCH_CONFIG)")) -> None:
+def check(path: Path | None = typer.Argument(None, help="YAML file (default $CITYWATCH_CONFIG)")) -> None:
     """Validate a config file; every problem is named by its field path. Secrets are never shown."""
     try:
         cfg = load_config(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,24 +21,24 @@ def default_client_id(port: int) -> str:
 
 
 def console_command(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config YAML (default $CITYWATCH_CONFIG)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config YAML (default $CITYWATCH_CONFIG)"),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address; non-loopback needs a token"),
     port: int = typer.Option(8090, "--port", min=1, max=65535, help="TCP port"),
-    auth_token: Optional[str] = typer.Option(None, "--auth-token", envvar=TOKEN_ENV, show_envvar=True,
+    auth_token: str | None = typer.Option(None, "--auth-token", envvar=TOKEN_ENV, show_envvar=True,
                                              help="Access token (>= 16 chars) operators must present"),
-    tile_url: Optional[str] = typer.Option(None, "--tile-url", envvar="CITYWATCH_CONSOLE_TILE_URL",
+    tile_url: str | None = typer.Option(None, "--tile-url", envvar="CITYWATCH_CONSOLE_TILE_URL",
                                            help="Map tiles, e.g. https://tile.example.org/{z}/{x}/{y}.png"),
-    client_id: Optional[str] = typer.Option(None, "--client-id", help="MQTT client id (default per host and port)"),
-    max_incidents: Optional[int] = typer.Option(None, "--max-incidents", min=10, max=100_000,
+    client_id: str | None = typer.Option(None, "--client-id", help="MQTT client id (default per host and port)"),
+    max_incidents: int | None = typer.Option(None, "--max-incidents", min=10, max=100_000,
                                                 help="Incidents on the board (default console.store.board_size)"),
 ) -> None:
     """Serve the console page; it follows <prefix>/alerts, camera, worker and ack topics live and
     keeps every incident in the incident store (console.store.url; SQLite in worker.state_dir by default)."""
     import uvicorn
 
-    from pipeline.app.console import ConsoleBindError, check_bind, create_app
     from pipeline.alerts.incident_store import IncidentStore, StoreError, store_url
     from pipeline.alerts.push import PushError
+    from pipeline.app.console import ConsoleBindError, check_bind, create_app
 
     if tile_url is not None and (not re.fullmatch(r"https?://[^\s\"'<>]+", tile_url)
                                  or not all(part in tile_url for part in ("{z}", "{x}", "{y}"))):

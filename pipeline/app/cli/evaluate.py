@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.config.settings import AlertSettings, CameraDetectors, ConfigError, load_config
-from pipeline.app.evaluate.run import Evaluation, EvaluationError, LabeledMedia, MediaResult, evaluate, run_media
-from pipeline.app.rule_tuning import FoldTrainer, RuleTuner, chosen_summary
 from pipeline.app.evaluate.html import write_html
 from pipeline.app.evaluate.report import print_report
 from pipeline.app.evaluate.results import write_csv
+from pipeline.app.evaluate.run import Evaluation, EvaluationError, LabeledMedia, MediaResult, evaluate, run_media
+from pipeline.app.rule_tuning import FoldTrainer, RuleTuner, chosen_summary
+from pipeline.config.settings import AlertSettings, CameraDetectors, ConfigError, load_config
 
 CONFIG_HELP = (
     "Config file to take the settings from: the alert policy (`alerts`) and the detector settings "
@@ -72,13 +71,13 @@ def rule_tuner(fps: float, alerts: AlertSettings, detectors: CameraDetectors) ->
 
 def evaluate_command(
     labels: Path = typer.Argument(..., help="Labels CSV (columns path, fire, flood, traffic; see footage README)"),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder the labelled paths are relative to (default: the CSV's)"),
+    root: Path | None = typer.Option(None, "--root", help="Folder the labelled paths are relative to (default: the CSV's)"),
     fps: float = typer.Option(2.0, "--fps", help="Camera rate to sample clips at (frames/s, 0 < N <= 30)"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores, the traffic confusion and one entry per media as JSON here"),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Also write one row per media (labels, alarms, confidences, TTA) as CSV here"),
-    html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (tables, one card per media with its first alarm frame) here"),
-    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
-    camera: Optional[str] = typer.Option(None, "--camera", help="Id of the --config camera whose detector settings to evaluate"),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the scores, the traffic confusion and one entry per media as JSON here"),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Also write one row per media (labels, alarms, confidences, TTA) as CSV here"),
+    html_out: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML report (tables, one card per media with its first alarm frame) here"),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    camera: str | None = typer.Option(None, "--camera", help="Id of the --config camera whose detector settings to evaluate"),
     folds: Folds = typer.Option(Folds.none, "--folds", help="none: every media with the shipped models (an in-sample "
                                 "figure for what was fitted on this footage); source: leave one source (first path "
                                 "component) out, fitting the verifier on the others for each"),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -12,9 +11,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.config.settings import ConfigError, load_config
-from pipeline.frames.store import FrameStore, FrameStoreUnavailable, make_minio
 from pipeline.frames.ingest import IngestError, IngestResult, ingest
 from pipeline.frames.keys import InvalidCameraId, validate_camera_id
+from pipeline.frames.store import FrameStore, FrameStoreUnavailable, make_minio
 
 
 def _parse_start(text: str | None) -> datetime | None:
@@ -25,7 +24,7 @@ def _parse_start(text: str | None) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not an ISO 8601 time such as 2026-11-22T20:00:00Z",
                                  param_hint="--start") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _summary(result: IngestResult, bucket: str, url: str) -> str:
@@ -50,13 +49,13 @@ def _fail(err: Console, exc: Exception, code: int) -> typer.Exit:
 def ingest_command(
     source: str = typer.Argument(..., help="Video file, folder of images, image, or rtsp:// / http:// stream"),
     camera: str = typer.Option(..., "--camera", "-c", help="Camera id [A-Za-z0-9_-]{1,64}"),
-    fps: Optional[float] = typer.Option(None, help="Sampling rate (default: the camera's fps in the config, else 2)"),
-    speed: Optional[float] = typer.Option(None, help="Pace uploads at X times media speed (default: as fast as possible)"),
+    fps: float | None = typer.Option(None, help="Sampling rate (default: the camera's fps in the config, else 2)"),
+    speed: float | None = typer.Option(None, help="Pace uploads at X times media speed (default: as fast as possible)"),
     realtime: bool = typer.Option(False, "--realtime", help="Pace uploads at media speed (--speed 1)"),
     test: bool = typer.Option(False, "--test", help="Mark frames as test footage: their alerts say \"test\": true"),
-    config: Optional[Path] = typer.Option(None, "--config", help="Config YAML (default $CITYWATCH_CONFIG)"),
-    start: Optional[str] = typer.Option(None, help="Time of the first frame, ISO 8601 (default now; no zone = UTC)"),
-    duration: Optional[float] = typer.Option(None, help="Seconds: replay a single image as a static scene, or stop a stream"),
+    config: Path | None = typer.Option(None, "--config", help="Config YAML (default $CITYWATCH_CONFIG)"),
+    start: str | None = typer.Option(None, help="Time of the first frame, ISO 8601 (default now; no zone = UTC)"),
+    duration: float | None = typer.Option(None, help="Seconds: replay a single image as a static scene, or stop a stream"),
     quality: int = typer.Option(90, min=1, max=100, help="JPEG quality of the uploaded frames"),
 ) -> None:
     """Put frames into the frames bucket under the object-key contract, as that camera would."""

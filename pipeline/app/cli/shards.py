@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from pipeline.app.cli._common import CONFIG_OPTION, config_or_exit
-from pipeline.state.shards import (UnknownShard, cameras_for_shard, check_watch_deployments, grown_shard_names,
-                             moved_cameras, seed_checkpoints, shard_names, shard_table)
+from pipeline.state.shards import (
+    UnknownShard,
+    cameras_for_shard,
+    check_watch_deployments,
+    grown_shard_names,
+    moved_cameras,
+    seed_checkpoints,
+    shard_names,
+    shard_table,
+)
 from pipeline.state.store import StateStore
 
 
 def shards_command(
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Path | None = CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
-    count: Optional[int] = typer.Option(
+    count: int | None = typer.Option(
         None, "--count", min=1, max=1000,
         help="Preview growing/shrinking to this many shards and how many cameras would move",
     ),
-    seed: Optional[str] = typer.Option(
+    seed: str | None = typer.Option(
         None, "--seed", metavar="SHARD",
         help="On the box that runs SHARD: start its cameras that have no checkpoint yet at now - --since "
              "(instead of at their oldest retained frame)",
     ),
     since: float = typer.Option(300.0, "--since", min=0, help="With --seed: seconds of recent frames to catch up"),
-    prefect_file: Optional[Path] = typer.Option(
+    prefect_file: Path | None = typer.Option(
         None, "--prefect-file", help="Check that this prefect.yaml has one watch deployment per shard (exit 1 if not)",
     ),
 ) -> None:

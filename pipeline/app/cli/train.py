@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -26,7 +25,7 @@ def _sha256(path: Path) -> str:
 
 def train_command(
     labels: Path = typer.Argument(..., help="Labels CSV (e.g. ../shared/footage/labels.csv)"),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder the labelled paths are relative to (default: the CSV's)"),
+    root: Path | None = typer.Option(None, "--root", help="Folder the labelled paths are relative to (default: the CSV's)"),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Folder to write fire_verifier.onnx and fire_verifier.json"),
     scenes: bool = typer.Option(True, "--scenes/--no-scenes", help="Add the project's synthetic scenes to the data"),
 ) -> None:
@@ -34,9 +33,10 @@ def train_command(
     scenes; write the ONNX model and a manifest (recipe, thresholds, the data used with SHA-256)."""
     err = Console(stderr=True)
     try:
-        from pipeline.app.verifier_fit import VerifierTrainer, train_fire
         import onnx  # noqa: F401 - the train extra
         import sklearn  # noqa: F401
+
+        from pipeline.app.verifier_fit import VerifierTrainer, train_fire
     except ImportError as exc:
         err.print(f"[red]error:[/red] training needs the train extra ({exc.name} is missing): "
                   "pip install -e '.[train]'", highlight=False)

@@ -4,21 +4,20 @@ the fitting rule picks (the shipped defaults are its picks on all of ``../shared
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.config.settings import CameraDetectors
 from pipeline.app.evaluate.run import EvaluationError, read_labels
 from pipeline.app.rule_tuning import choose
+from pipeline.config.settings import CameraDetectors
 
 
 def tune_command(
     labels: Path = typer.Argument(..., help="Labels CSV (e.g. ../shared/footage/labels.csv)"),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder the labelled paths are relative to (default: the CSV's)"),
+    root: Path | None = typer.Option(None, "--root", help="Folder the labelled paths are relative to (default: the CSV's)"),
     fps: float = typer.Option(2.0, "--fps", help="Camera rate to sample clips at (frames/s, 0 < N <= 30)"),
 ) -> None:
     """Replay the labelled media once per value of every tuned rule setting (only that setting's

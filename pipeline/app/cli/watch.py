@@ -5,23 +5,22 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from pipeline.app.cli._common import CONFIG_OPTION, config_or_exit
-from pipeline.delivery.mqtt import MqttSetupError
 from pipeline.app.prefect_env import prepare_prefect_env
+from pipeline.delivery.mqtt import MqttSetupError
 from pipeline.state.lock import StateDirLocked
 
 log = logging.getLogger("citywatch.watch")
 
 
 def watch_command(
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Path | None = CONFIG_OPTION,
     once: bool = typer.Option(False, "--once", help="One pass over every camera, then exit"),
-    shard: Optional[str] = typer.Option(None, "--shard", help="Only this shard's cameras"),
-    window: Optional[float] = typer.Option(None, "--window", help="Seconds per flow run (default worker.window_s)"),
+    shard: str | None = typer.Option(None, "--shard", help="Only this shard's cameras"),
+    window: float | None = typer.Option(None, "--window", help="Seconds per flow run (default worker.window_s)"),
 ) -> None:
     """Pick up new frames, run the detectors and publish alerts (a Prefect flow run per window)."""
     cfg = config_or_exit(config)

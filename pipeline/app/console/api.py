@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from datetime import tzinfo
 from typing import Any
-
-import time
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pipeline.alerts.incident_store import IncidentStore, epoch
 from pipeline.app.console.board import IncidentBoard
 from pipeline.app.console.camera_health import camera_health
 from pipeline.common.i18n import Catalogue, local_time
-from pipeline.alerts.incident_store import IncidentStore, epoch
 
 __all__ = ["IncidentApi", "QueryError", "parse_query"]
 
@@ -104,7 +103,8 @@ class IncidentApi:
             query = parse_query(request.query_params)
         except QueryError as exc:
             return JSONResponse({"error": str(exc)}, 400, headers=self.headers)
-        return await run_in_threadpool(lambda: self.store.search(**query))
+        store = self.store
+        return await run_in_threadpool(lambda: store.search(**query))
 
     async def incidents(self, request: Request) -> Response:
         found = await self._search(request)

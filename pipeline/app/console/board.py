@@ -14,16 +14,16 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.delivery.acks import AckError, parse_ack
-from pipeline.config.settings import Config
 from pipeline.alerts.incident_store import IncidentStore, epoch
 from pipeline.alerts.payload import validate_alert_json
 from pipeline.common.text import printable
+from pipeline.config.settings import Config
+from pipeline.delivery.acks import AckError, parse_ack
 
 __all__ = ["IncidentBoard"]
 
@@ -150,7 +150,7 @@ class IncidentBoard:
         loc = camera.get("location") or {}
         cam_id = camera.get("id")
         known = self._cameras.get(cam_id or "", {})
-        inc = {
+        inc: dict[str, Any] = {
             "incident_id": iid, "type": doc.get("type"), "camera_id": cam_id,
             "camera_name": camera.get("name") or known.get("name") or cam_id,
             "district": loc.get("district") or known.get("district") or "",
@@ -189,7 +189,7 @@ class IncidentBoard:
                 since = epoch(inc.get("alarm_since"))
                 if inc.get("escalated_at") or since is None or now - since < after_s or not self.alarming(inc):
                     continue
-                inc["escalated_at"] = datetime.fromtimestamp(now, timezone.utc).isoformat().replace("+00:00", "Z")
+                inc["escalated_at"] = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
                 self._persist(inc)
                 deltas.append({"kind": "incident", "incident": _copy(inc), "alarm": "escalated"})
         return deltas
@@ -205,8 +205,8 @@ class IncidentBoard:
             self.store.save(inc, alert=alerts[0] if alerts else None, ack=acks[0] if acks else None)
             for extra in alerts[1:]:
                 self.store.save(inc, alert=extra)
-            for extra in acks[1:]:
-                self.store.save(inc, ack=extra)
+            for extra_ack in acks[1:]:
+                self.store.save(inc, ack=extra_ack)
         except (SQLAlchemyError, OSError) as exc:
             self.store_errors += 1
             self._unsaved[inc["incident_id"]] = (alerts, acks)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as paho
-
-from pipeline.delivery.acks import AckMessage, ack_topic
-from pipeline.config.settings import MqttSettings
-from pipeline.app.console.board import IncidentBoard
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from pipeline.app.console.board import IncidentBoard
+from pipeline.config.settings import MqttSettings
+from pipeline.delivery.acks import AckMessage, ack_topic
 from pipeline.delivery.mqtt import Subscriber, make_client, reason_text, safe_url
 
 __all__ = ["PageHub", "PageFeed", "ConsoleSubscriber", "AckSender", "AckNotSent", "console_filters"]
@@ -131,7 +131,7 @@ class AckSender:
                                    reconnect_min_s=0.5, reconnect_max_s=5.0)
         self._lock = threading.Lock()
 
-    def start(self) -> "AckSender":
+    def start(self) -> AckSender:
         self._client.loop_start()
         return self
 

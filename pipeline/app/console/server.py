@@ -27,9 +27,10 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Iterable
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -37,16 +38,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pipeline.delivery.acks import AckError, make_ack
-from pipeline.config.settings import Config
+from pipeline.alerts.incident_store import IncidentStore
+from pipeline.alerts.push import IncidentPusher
 from pipeline.app.console.api import IncidentApi
 from pipeline.app.console.board import IncidentBoard
 from pipeline.app.console.bridge import AckNotSent, AckSender, ConsoleSubscriber, PageHub
 from pipeline.app.console.login import login_page
 from pipeline.common.i18n import LANGUAGES, MEASURE_KINDS, catalogue
-from pipeline.alerts.incident_store import IncidentStore
+from pipeline.config.settings import Config
+from pipeline.delivery.acks import AckError, make_ack
 from pipeline.processing.metrics import metrics_endpoint, watch_console_board
-from pipeline.alerts.push import IncidentPusher
 
 __all__ = ["create_app", "check_bind", "ConsoleBindError", "COOKIE"]
 
@@ -134,7 +135,7 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
         if token is None:
             host = (request.headers.get("host") or "").lower()
             host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            return host in allowed_hosts
+            return allowed_hosts is not None and host in allowed_hosts
         auth = request.headers.get("authorization", "")
         given = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
         return hmac.compare_digest(given.encode(), token.encode())
@@ -199,7 +200,7 @@ def create_app(config: Config, *, token: str | None = None, client_id: str = "ci
                         yield _sse(state())
                     try:
                         delta = await asyncio.wait_for(feed.queue.get(), timeout=15.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
                     yield _sse(delta)

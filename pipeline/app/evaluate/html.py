@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline.app.evaluate.run import HEADLINE, AlarmFrame, Evaluation, MediaResult
 from pipeline.app.evaluate.report import COLUMNS, NOTES, mode_line, score_rows, summary_line, wrong_calls
 from pipeline.app.evaluate.results import TRAFFIC_PREDICTED, outcome, traffic_confusion
+from pipeline.app.evaluate.run import HEADLINE, AlarmFrame, Evaluation, MediaResult
 
 IMAGE_WIDTH = 400
 JPEG_QUALITY = 80
@@ -158,7 +158,7 @@ def render_html(ev: Evaluation, title: str = "citywatch evaluate") -> str:
     legend = " ".join(f'<span class="chip" style="border:2px solid rgb{tuple(reversed(bgr))}">{_e(t)}</span>'
                       for t, bgr in BOX_BGR.items())
     counts = {s: sum(status(r) == s for r in ev.results) for s in ("correct", "missed", "false-alarm", "error")}
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "".join([
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>',
         f"<style>{CSS}</style></head><body>",

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.app.evaluate.run import HEADLINE, Evaluation, Subset, score, truth
 from pipeline.app.evaluate.results import TRAFFIC_LABELS, TRAFFIC_PREDICTED, traffic_confusion
+from pipeline.app.evaluate.run import HEADLINE, Evaluation, Subset, score, truth
 
 _LABELS = {"fire": "fire", "flood": "flood", "congestion": "congestion",
            "fire_only": "fire-only", "smoke_only": "smoke-only", "smoke": "smoke (shown)"}

@@ -14,18 +14,18 @@ component) in turn: a :class:`Trainer` fits on the others' rows, the held-out me
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import cv2
 import numpy as np
 
+from pipeline.app.evaluate.labels import HEADLINE, TASKS, EvaluationError, LabeledMedia, parse_onset, read_labels, truth
+from pipeline.app.evaluate.results import LEVEL_RANK, Score, evaluation_json, score, traffic_confusion
 from pipeline.config.settings import AlertSettings, CameraConfig, CameraDetectors, WorkerSettings
 from pipeline.frames.decode import BadFrame
-from pipeline.app.evaluate.labels import (HEADLINE, TASKS, EvaluationError, LabeledMedia, parse_onset,
-                                      read_labels, truth)
-from pipeline.app.evaluate.results import LEVEL_RANK, Score, evaluation_json, score, traffic_confusion
 from pipeline.frames.ingest import IngestError, open_source
 from pipeline.processing.worker import decode_for_analysis  # the worker's decode, so frames match the flow's
 

@@ -13,8 +13,8 @@ in the configured zone.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone, tzinfo
-from functools import lru_cache
+from datetime import UTC, datetime, tzinfo
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -82,7 +82,7 @@ def _num(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalogue(language: str) -> Catalogue:
     """The catalogue of ``language`` (``vi`` or ``en``)."""
     if language not in LANGUAGES:
@@ -93,7 +93,7 @@ def catalogue(language: str) -> Catalogue:
 
 def local_time(ts: float | datetime, zone: tzinfo) -> str:
     """``YYYY-MM-DD HH:MM:SS +07`` in ``zone`` (the offset always shown, never a bare local time)."""
-    when = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, timezone.utc)
+    when = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, UTC)
     local = when.astimezone(zone)
     offset = local.strftime("%z")
     short = offset[:3] if offset.endswith("00") else f"{offset[:3]}:{offset[3:]}"
