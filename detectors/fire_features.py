@@ -21,7 +21,7 @@ CORE_REACH = 2  # px at working size: core pixels count within this distance of 
 
 
 def flame_colour_mask(bgr: np.ndarray, red_min: int,
-                      planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                      planes: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """Pixels whose colour could be flame: bright saturated red-orange-yellow body pixels, plus
     washed-out yellow-white core pixels that touch a body pixel.
 
@@ -32,10 +32,10 @@ def flame_colour_mask(bgr: np.ndarray, red_min: int,
     size to split into (saves allocating them every frame).
     """
     if planes is None:
-        planes = cv2.split(bgr)
+        b, g, r = cv2.split(bgr)
     else:
         cv2.mixChannels([bgr], list(planes), [0, 0, 1, 1, 2, 2])
-    b, g, r = planes
+        b, g, r = planes
     body = (r > red_min) & (r >= g) & (g > b)  # cheap tests on the whole frame
     where = np.flatnonzero(body)
     if not where.size:
@@ -164,6 +164,7 @@ class CellFlicker:
                 novelty[occupied] = 1.0 - (inter / union).max(axis=0)
                 self.judged[slot, occupied] = True
                 # inside the flame in both frames: rigid objects do not change there
+                assert change is not None  # min_past >= 1 past frame, so a previous luma exists
                 lit = shape & self._cells(self.masks[-1], at)
                 diff = self._cells(change, at) * lit
                 shimmer[occupied] = diff.sum(axis=1) / np.maximum(np.count_nonzero(lit, axis=1), 1) / 255.0

@@ -136,7 +136,7 @@ class FloodDetector:
         self._reference: DryReference | None = None
         self._levels_for: DryReference | None = None  # the reference self._levels come from ...
         self._levels_samples = 0  # ... after this many samples
-        self._levels: tuple[np.ndarray, np.ndarray, np.ndarray] = ()
+        self._levels: tuple[np.ndarray, ...] = ()
         self._scene_thumb: np.ndarray | None = None
         self._scene_brightness = 0.0
         self._changed_frames = 0
@@ -210,7 +210,7 @@ class FloodDetector:
         """Judge one BGR uint8 frame (any size) taken at ``ts`` seconds."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"flood detector needs a BGR uint8 frame, got {frame.dtype} {frame.shape}")
-        height, width = working_size(*frame.shape[:2], target_width=self.settings.working_width)
+        height, width = working_size(frame.shape[0], frame.shape[1], target_width=self.settings.working_width)
         if self._shape != (height, width):
             self._setup(height, width)
         small = shrink(frame, width, height, "halving")
@@ -239,6 +239,7 @@ class FloodDetector:
             self._puddles_ts = ts
         puddles = self._puddles
         if mature:
+            assert reference is not None  # mature implies a reference
             # Against the dry reference: the surface must have changed toward water.
             lost_below, ripple_above, no_pond = self._change_levels(reference)
             changed = (maps.texture < lost_below) | (maps.orientation > ripple_above)

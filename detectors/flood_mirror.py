@@ -95,4 +95,4 @@ def _mirrors_sky(labels: np.ndarray, patch: int, candidate: np.ndarray, ycc: np.
     window = (MIRROR_TEXTURE_WINDOW, MIRROR_TEXTURE_WINDOW)
     texture = cv2.blur(np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=1)), window) * 100.0 / (
         cv2.blur(gray, window).astype(np.float32) + MIRROR_BRIGHTNESS_OFFSET)
-    return np.count_nonzero((texture < max_texture) & (core > 0)) > MIRROR_SMOOTH_SHARE * core_px
+    return bool(np.count_nonzero((texture < max_texture) & (core > 0)) > MIRROR_SMOOTH_SHARE * core_px)

@@ -6,8 +6,9 @@ detector is one entry here plus its settings in the camera config, not another b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from detectors.base import Detector
 from detectors.congestion import CongestionDetector
