@@ -24,6 +24,22 @@ from pipeline.app.embedded import EmbeddedS3, MosquittoProcess, port_open  # noq
 ROOT = Path(__file__).resolve().parents[1]
 FOOTAGE = ROOT.parent / "shared" / "footage"
 
+# Fixtures that start (or need) a real server: a test asking for any of them, directly or through
+# another fixture, is an `integration` test. Files that start servers themselves say so with
+# ``pytestmark = pytest.mark.integration``.
+REAL_SERVICE_FIXTURES = frozenset({"s3_server", "s3_env", "minio_client", "mqtt_broker",
+                                   "mosquitto_factory", "prefect_harness"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses a real-service fixture, or runs on the PostgreSQL parameter of a
+    backend-parametrized fixture, as ``integration``."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (REAL_SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or any(isinstance(v, str) and v == "postgresql" for v in params.values())):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):

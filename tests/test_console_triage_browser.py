@@ -27,7 +27,7 @@ from pipeline.alerts.payload import alert_topic, build_alert
 from tests.test_console import publish, wait_until
 from tests.test_console_browser import CAMERAS, CHROMIUM, CHROMIUM_ARGS, sync_playwright, uvicorn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 SHOTS = os.environ.get("CITYWATCH_CONSOLE_SCREENSHOTS")
 
 

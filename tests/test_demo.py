@@ -14,7 +14,7 @@ import pytest
 from pipeline.config.settings import MqttSettings
 from pipeline.delivery.mqtt import Subscriber
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[1]
 
 

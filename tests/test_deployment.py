@@ -22,7 +22,7 @@ from pipeline.frames.keys import frame_key, parse_frame_key
 from pipeline.state.store import StateStore
 from tests.deploy_site import PATTERN, SHARDS, AlertCollector, Site, _wait
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(420)]
 
 
 @pytest.fixture(scope="module")

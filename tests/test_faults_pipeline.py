@@ -23,7 +23,7 @@ from pipeline.processing.runner import WatchSession, build_worker
 from tests.faults_support import (ROOT, Inbox, frame_store, incidents_consistent, put_scene, read_counters,
                                   start_worker_process, write_config)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SCENES = {"cam-fire": "fire", "cam-flood": "flood", "cam-traffic": "traffic", "cam-quiet": "quiet"}
 

@@ -19,7 +19,7 @@ from pipeline.alerts.payload import validate_alert_json
 from sample_media import load_scene
 from tests.faults_support import Inbox, incidents_consistent
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _write_config(tmp_path, s3_server, mqtt_url, prefix, cameras):

@@ -32,7 +32,8 @@ from tests.test_publisher import RUN_AS_ME, Collector
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 PASSWORDS = {"worker-1": "w1-Secret-7f3a", "ioc": "ioc-Secret-91bc"}
 
-pytestmark = pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd missing")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd missing")]
 
 
 def _write_key(path: Path, key) -> None:
