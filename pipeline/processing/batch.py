@@ -19,7 +19,7 @@ from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.alerts.cap import cap_xml
 from pipeline.config.settings import CameraConfig, Config
 from pipeline.frames.decode import shrink_to_width
-from pipeline.alerts.evidence import EvidenceStore
+from pipeline.processing.ports import SnapshotStore
 from pipeline.frames.store import BadFrame, decode_frame
 from pipeline.alerts.incidents import IncidentEvent
 from pipeline.processing.metrics import ALERTS, DECODE, DETECTORS, FRAMES_PROCESSED, FRAMES_SKIPPED
@@ -94,7 +94,7 @@ def snapshot_frame(data: bytes, camera: CameraConfig, key: str, max_pixels: int)
         return None
 
 
-def alert_messages(config: Config, evidence_store: EvidenceStore, camera: CameraConfig,
+def alert_messages(config: Config, evidence_store: SnapshotStore, camera: CameraConfig,
                    events: list[IncidentEvent], frame_key: str | None, test: bool,
                    frame: np.ndarray | None = None) -> list[OutboxMessage]:
     """The outbox messages of ``events``: the JSON alert (with its snapshot stored when ``frame``

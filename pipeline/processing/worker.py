@@ -24,15 +24,14 @@ from pipeline.processing.batch import (
     snapshot_frame,
 )
 from pipeline.config.settings import CameraConfig, Config
-from pipeline.alerts.evidence import EvidenceStore
-from pipeline.frames.store import BadFrame, FrameStore, FrameStoreUnavailable
+from pipeline.frames.store import BadFrame, FrameStoreUnavailable
 from pipeline.state.cameras import (
     HEALTH_KEY, detectors_key, dump_detectors, health_value, load_detectors, restore_health,
 )
 from pipeline.alerts.incidents import IncidentEvent
 from pipeline.frames.keys import FrameKey, InvalidFrameKey, parse_frame_key
 from pipeline.processing.metrics import WORKERS
-from pipeline.delivery.publisher import MqttPublisher
+from pipeline.processing.ports import AlertPublisher, FrameSource, SnapshotStore
 from pipeline.state.store import OutboxMessage, StateStore
 from pipeline.state.lock import StateDirLock
 
@@ -50,8 +49,8 @@ STORE_PAUSE_S = 5.0
 class Worker:
     """Holds the per-camera detector state and the I/O ends (frames, evidence, state, MQTT)."""
 
-    def __init__(self, config: Config, *, frames: FrameStore, evidence: EvidenceStore,
-                 state: StateStore, publisher: MqttPublisher, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, *, frames: FrameSource, evidence: SnapshotStore,
+                 state: StateStore, publisher: AlertPublisher, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.frames = frames
         self.evidence = evidence
