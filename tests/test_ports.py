@@ -14,8 +14,11 @@ from pipeline.delivery.publisher import MqttPublisher
 from pipeline.frames.store import FrameStore
 from pipeline.processing.ports import AlertPublisher, FrameSource, SnapshotStore
 from pipeline.state.store import StateStore
+from tests.fakes import InMemoryFrameSource, InMemorySnapshotStore, RecordingPublisher
 
-PAIRS = [(FrameSource, FrameStore), (SnapshotStore, EvidenceStore), (AlertPublisher, MqttPublisher)]
+PAIRS = [(FrameSource, FrameStore), (SnapshotStore, EvidenceStore), (AlertPublisher, MqttPublisher),
+         (FrameSource, InMemoryFrameSource), (SnapshotStore, InMemorySnapshotStore),
+         (AlertPublisher, RecordingPublisher)]
 
 
 def protocol_members(protocol: type) -> list[str]:
