@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -102,7 +103,7 @@ class Inbox:
         """(incident_id, seq, state) of every alert received (duplicates collapse)."""
         return {(a["incident_id"], a["seq"], a["state"]) for a in self.alerts()}
 
-    def wait_for(self, predicate: Callable[["Inbox"], bool], timeout: float = 30.0) -> bool:
+    def wait_for(self, predicate: Callable[[Inbox], bool], timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate(self):

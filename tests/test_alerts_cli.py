@@ -9,22 +9,22 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.app.cli import app
-from pipeline.config.settings import CameraConfig, MqttSettings
-from pipeline.app.console_view import alert_filter, format_alert_line
 from pipeline.alerts.evidence import Evidence
 from pipeline.alerts.incidents import IncidentEvent
-from pipeline.frames.keys import InvalidCameraId
 from pipeline.alerts.payload import alert_topic, build_alert, validate_alert_json
+from pipeline.app.cli import app
+from pipeline.app.console_view import alert_filter, format_alert_line
+from pipeline.config.settings import CameraConfig, MqttSettings
 from pipeline.delivery.publisher import MqttPublisher
+from pipeline.frames.keys import InvalidCameraId
 from pipeline.state.store import OutboxMessage, StateStore
 
-T0 = datetime(2026, 11, 22, 20, 0, 0, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2026, 11, 22, 20, 0, 0, tzinfo=UTC).timestamp()
 
 
 def alert(camera_id: str = "cam-1", event_type: str = "fire", state: str = "start", seq: int = 1,
@@ -35,7 +35,7 @@ def alert(camera_id: str = "cam-1", event_type: str = "fire", state: str = "star
                           frame_ts=T0 + seq, started_ts=T0)
     evidence = Evidence(bucket="alerts", key=f"{camera_id}/x-{seq}.jpg", sha256="a" * 64,
                         url=f"http://s3.example/alerts/{camera_id}/x-{seq}.jpg?X-Amz-Signature=abc",
-                        expires_at=datetime.now(timezone.utc) + timedelta(days=1)) if with_evidence else None
+                        expires_at=datetime.now(UTC) + timedelta(days=1)) if with_evidence else None
     return build_alert(event, camera, frame_bucket="frames", frame_key=None, evidence=evidence, test=True,
                        worker="worker-1").to_json()
 

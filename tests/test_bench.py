@@ -75,10 +75,10 @@ def test_worker_decodes_straight_to_the_analysis_width_with_the_same_incidents()
     320x180 at 1/4 directly). The picture is within a grey level of a 1/2 decode shrunk by area
     averaging, and the fire scene starts the same incidents either way, within a frame (updates on
     material change may shift by a frame or two: smoke samples its model every 0.9 s)."""
-    from pipeline.processing.analysis import FrameAnalyzer
     from pipeline.app.bench import bench_camera
     from pipeline.config.settings import AlertSettings
     from pipeline.frames.decode import decode_frame, reduction_for, shrink_to_width
+    from pipeline.processing.analysis import FrameAnalyzer
     from pipeline.processing.worker import analysis_width, decode_for_analysis
 
     camera = bench_camera()

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline.state.cameras import detectors_key
 from pipeline.config.settings import config_from_dict
 from pipeline.processing.runner import WatchSession
+from pipeline.state.cameras import detectors_key
 from tests.faults_support import frame_store, write_config
 
 OFF = {"enabled": False}

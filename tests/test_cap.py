@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from pipeline.alerts.cap import CAP_NS, cap_datetime, cap_xml
-from pipeline.config.settings import CameraConfig, CapSettings
 from pipeline.alerts.evidence import Evidence
 from pipeline.alerts.incidents import IncidentEvent, incident_id
-from pipeline.frames.keys import frame_key
 from pipeline.alerts.payload import build_alert
+from pipeline.config.settings import CameraConfig, CapSettings
+from pipeline.frames.keys import frame_key
 
 NS = {"cap": CAP_NS}
 TS = 1_763_844_026.4
 CAM = CameraConfig(id="cam-01", name="Main St & 5th", location={"lat": 52.52, "lon": 13.405, "district": "Mitte"})
-DETECTED = datetime(2025, 11, 22, 20, 41, 0, 250000, tzinfo=timezone.utc)
+DETECTED = datetime(2025, 11, 22, 20, 41, 0, 250000, tzinfo=UTC)
 
 # CAP 1.2 (OASIS standard, 2010) value sets
 STATUS = {"Actual", "Exercise", "System", "Test", "Draft"}
@@ -146,7 +146,7 @@ def test_bad_sender_and_naive_time_refused():
         cap_xml(payload(), CapSettings(sender="city ioc, north"))
     with pytest.raises(ValueError, match="timezone"):
         cap_datetime(datetime(2025, 1, 1))
-    assert cap_datetime(datetime(2025, 1, 1, 12, tzinfo=timezone.utc)) == "2025-01-01T12:00:00-00:00"
+    assert cap_datetime(datetime(2025, 1, 1, 12, tzinfo=UTC)) == "2025-01-01T12:00:00-00:00"
 
 
 def test_two_info_blocks_vietnamese_then_english_with_the_same_codes():

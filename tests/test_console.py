@@ -4,19 +4,19 @@ auth, and the pipeline's ack recorder writing the state store."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.delivery.acks import AckError, AckRecorder, make_ack, parse_ack
-from pipeline.config.settings import config_from_dict
-from pipeline.app.console import ConsoleBindError, IncidentBoard, check_bind, create_app
 from pipeline.alerts.incidents import IncidentEvent
-from pipeline.delivery.mqtt import Subscriber, make_client
 from pipeline.alerts.payload import alert_topic, build_alert
+from pipeline.app.console import ConsoleBindError, IncidentBoard, check_bind, create_app
+from pipeline.config.settings import config_from_dict
+from pipeline.delivery.acks import AckError, AckRecorder, make_ack, parse_ack
+from pipeline.delivery.mqtt import Subscriber, make_client
 from pipeline.state.store import StateStore
 
 TOKEN = "s3cret-console-token-1234"

@@ -14,20 +14,20 @@ import shutil
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from pipeline.config.settings import config_from_dict
-from pipeline.app.console import create_app
-from pipeline.app.embedded import free_port
 from pipeline.alerts.evidence import EvidenceStore
 from pipeline.alerts.incidents import IncidentEvent
-from pipeline.delivery.mqtt import Subscriber
 from pipeline.alerts.payload import alert_topic, build_alert
+from pipeline.app.console import create_app
+from pipeline.app.embedded import free_port
+from pipeline.config.settings import config_from_dict
+from pipeline.delivery.mqtt import Subscriber
 from sample_media import load_scene
 from tests.test_console import publish, wait_until
 
@@ -60,7 +60,7 @@ class ConsoleServer:
         self.url = f"http://127.0.0.1:{port}/"
         self._server = self._thread = None
 
-    def start(self) -> "ConsoleServer":
+    def start(self) -> ConsoleServer:
         app = create_app(self.cfg, client_id=f"console-{self.cfg.mqtt.topic_prefix}",  # same id: same MQTT session
                          tile_url=self.tile_url)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
@@ -105,7 +105,7 @@ def _alert(cfg, evidence, camera_id, event_type, scene, index, box, seq=1, state
 
 
 def _status(cfg, camera_id, state, silent_s, fps):
-    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     doc = {"camera_id": camera_id, "state": state, "last_frame_time": now, "last_seen": now, "silent_s": silent_s,
            "fps": fps, "incident_id": None, "checked_at": now}
     publish(cfg.mqtt, f"{cfg.mqtt.topic_prefix}/cameras/{camera_id}/status", json.dumps(doc).encode(), retain=True)

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.config.settings import ConfigError, config_from_dict
-from pipeline.app.console import create_app
 from pipeline.alerts.evidence import snapshot_label
-from pipeline.common.i18n import MEASURE_KINDS, catalogue, local_time
 from pipeline.alerts.incidents import IncidentEvent
+from pipeline.app.console import create_app
+from pipeline.common.i18n import MEASURE_KINDS, catalogue, local_time
+from pipeline.config.settings import ConfigError, config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ROOT / "pipeline" / "app" / "console" / "static"

@@ -7,20 +7,20 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.config.settings import config_from_dict
-from pipeline.app.console import create_app
-from pipeline.common.i18n import catalogue
 from pipeline.alerts.incident_store import IncidentStore, store_url
 from pipeline.alerts.incidents import IncidentEvent
 from pipeline.alerts.payload import alert_topic, build_alert
 from pipeline.alerts.push import IncidentPusher, PushError
+from pipeline.app.console import create_app
+from pipeline.common.i18n import catalogue
+from pipeline.config.settings import config_from_dict
 from tests.test_console import publish, wait_until
 
 
@@ -49,7 +49,7 @@ def _alert(cfg, camera_id, event_type, severity, detected_ago_s, started=1_764_7
     event = IncidentEvent(incident_id=f"{camera_id}-{event_type}-{int(started)}", camera_id=camera_id, type=event_type,
                           state="start", seq=1, severity=severity, confidence=0.9, measurements={"area_pct": 6.0},
                           frame_ts=started + 1, started_ts=started)
-    detected = datetime.now(timezone.utc) - timedelta(seconds=detected_ago_s)
+    detected = datetime.now(UTC) - timedelta(seconds=detected_ago_s)
     payload = build_alert(event, cfg.camera(camera_id), frame_bucket="frames", frame_key=None, evidence=None,
                           test=False, worker="w1", detected_at=detected)
     return event.incident_id, alert_topic(cfg.mqtt.topic_prefix, event_type, camera_id), payload.to_json()

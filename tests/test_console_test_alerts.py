@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.app.console import IncidentBoard
 from pipeline.alerts.incidents import IncidentEvent
 from pipeline.alerts.payload import alert_topic, build_alert
+from pipeline.app.console import IncidentBoard
 from pipeline.config.settings import config_from_dict
 from tests.test_console import make_config
 
@@ -22,7 +22,7 @@ def alert(cfg, camera_id: str, test: bool, detected_ts: float) -> tuple[str, str
                           state="start", seq=1, severity="extreme", confidence=0.9, measurements={"area_pct": 8.0},
                           frame_ts=detected_ts - 1, started_ts=started)
     payload = build_alert(event, cfg.camera(camera_id), frame_bucket="frames", frame_key=None, evidence=None,
-                          test=test, worker="edge-01", detected_at=datetime.fromtimestamp(detected_ts, timezone.utc))
+                          test=test, worker="edge-01", detected_at=datetime.fromtimestamp(detected_ts, UTC))
     return event.incident_id, alert_topic(cfg.mqtt.topic_prefix, "fire", camera_id), payload.to_json()
 
 

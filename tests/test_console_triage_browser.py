@@ -13,17 +13,17 @@ import os
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline.config.settings import config_from_dict
-from pipeline.app.console import create_app
-from pipeline.app.embedded import free_port
 from pipeline.alerts.incident_store import IncidentStore, store_url
 from pipeline.alerts.incidents import IncidentEvent
 from pipeline.alerts.payload import alert_topic, build_alert
+from pipeline.app.console import create_app
+from pipeline.app.embedded import free_port
+from pipeline.config.settings import config_from_dict
 from tests.test_console import publish, wait_until
 from tests.test_console_browser import CAMERAS, CHROMIUM, CHROMIUM_ARGS, sync_playwright, uvicorn
 
@@ -40,7 +40,7 @@ class Console:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.store = None
 
-    def start(self, client_id: str) -> "Console":
+    def start(self, client_id: str) -> Console:
         self.store = IncidentStore(store_url(None, self.db_dir), "console_")
         app = create_app(self.cfg, client_id=client_id, store=self.store)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
@@ -79,7 +79,7 @@ def send(cfg, camera_id, event_type, severity, started_ago, measurements, seq=1,
                           measurements=measurements, frame_ts=now - 1, started_ts=started)
     payload = build_alert(event, cfg.camera(camera_id), frame_bucket="frames", frame_key=None, evidence=None,
                           test=False, worker="edge-01",
-                          detected_at=datetime.fromtimestamp(now - detected_ago, timezone.utc))
+                          detected_at=datetime.fromtimestamp(now - detected_ago, UTC))
     publish(cfg.mqtt, alert_topic(cfg.mqtt.topic_prefix, event_type, camera_id), payload.to_json())
     return event.incident_id
 
@@ -143,7 +143,7 @@ def test_extreme_fire_is_pinned_first_and_the_alarm_repeats_until_acknowledged(c
         assert page.evaluate("Notification.permission") == "granted" and page.evaluate("alarm.notified") >= 2
 
         # a worker gone offline: its cameras stop being green at once
-        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         status = {"camera_id": "cam-market", "state": "online", "last_frame_time": now, "last_seen": now,
                   "silent_s": 0.5, "fps": 2.0, "incident_id": None, "checked_at": now}
         publish(cfg.mqtt, f"{cfg.mqtt.topic_prefix}/cameras/cam-market/status", json.dumps(status).encode(), retain=True)

@@ -10,13 +10,13 @@ import xml.etree.ElementTree as ET
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.delivery.acks import AckError, AckRecorder, make_ack, parse_ack
 from pipeline.alerts.cap import cap_xml
 from pipeline.app.cli import app
-from pipeline.config.settings import CameraConfig, CapSettings, ConfigError, config_from_dict
 from pipeline.app.console import IncidentBoard
 from pipeline.app.console_view import AlertConsole, format_alert_line
 from pipeline.common.text import printable
+from pipeline.config.settings import CameraConfig, CapSettings, ConfigError, config_from_dict
+from pipeline.delivery.acks import AckError, AckRecorder, make_ack, parse_ack
 from tests.test_cap import payload as cap_payload
 
 NASTY = ["\x1b[31mred\x1b[0m", "a\x00b", "line\nbreak", "csi\x9b2J", "bell\x07", "del\x7f"]

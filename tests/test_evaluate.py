@@ -12,8 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
-from pipeline.app.evaluate.run import (EvaluationError, LabeledMedia, evaluate, read_labels, run_media,
-                               score, truth)
+from pipeline.app.evaluate.run import EvaluationError, LabeledMedia, evaluate, read_labels, run_media, score, truth
 from tests.evaluate_support import ColourAnalyzer, RecordingTrainer, media, sources  # noqa: F401 (fixtures)
 
 KEYS = {"tp", "fp", "fn", "tn", "precision", "recall", "accuracy", "median_ttd_s", "p90_ttd_s", "median_tta_s",

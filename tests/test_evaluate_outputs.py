@@ -17,10 +17,29 @@ from typer.testing import CliRunner
 
 import pipeline.app.cli.evaluate as cli
 from pipeline.app.cli import app
-from pipeline.app.evaluate.run import LabeledMedia, evaluate, parse_onset, read_labels, run_media, score, traffic_confusion
 from pipeline.app.evaluate.html import IMAGE_WIDTH, render_html
-from tests.evaluate_support import (BLACK, BLUE, BOX, GREEN, GREY, RED, ColourAnalyzer, TrafficAnalyzer,  # noqa: F401
-                                    media, still, video)
+from pipeline.app.evaluate.run import (
+    LabeledMedia,
+    evaluate,
+    parse_onset,
+    read_labels,
+    run_media,
+    score,
+    traffic_confusion,
+)
+from tests.evaluate_support import (  # noqa: F401
+    BLACK,
+    BLUE,
+    BOX,
+    GREEN,
+    GREY,
+    RED,
+    ColourAnalyzer,
+    TrafficAnalyzer,
+    media,
+    still,
+    video,
+)
 
 
 @pytest.mark.parametrize("description, fps, onset", [

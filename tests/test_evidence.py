@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ def test_store_upload_presigned_url_and_sha256(minio_client):
     store = EvidenceStore(minio_client, "alerts", expiry_s=3600)
     store.ensure_bucket()
     store.ensure_bucket()  # idempotent
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     ev = store.store(event(), frame(), frame_key("cam-9", TS))
     assert ev.bucket == "alerts" and ev.key == evidence_key(event())
     with urllib.request.urlopen(ev.url, timeout=5) as resp:

@@ -20,8 +20,16 @@ import pytest
 from pipeline.app.embedded import EmbeddedS3, free_port
 from pipeline.delivery.mqtt import Subscriber
 from pipeline.processing.runner import WatchSession, build_worker
-from tests.faults_support import (ROOT, Inbox, frame_store, incidents_consistent, put_scene, read_counters,
-                                  start_worker_process, write_config)
+from tests.faults_support import (
+    ROOT,
+    Inbox,
+    frame_store,
+    incidents_consistent,
+    put_scene,
+    read_counters,
+    start_worker_process,
+    write_config,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -11,11 +11,11 @@ import uuid
 import pytest
 import yaml
 
+from pipeline.alerts.payload import validate_alert_json
 from pipeline.config.settings import config_from_dict
+from pipeline.delivery.mqtt import Subscriber
 from pipeline.frames.decode import jpeg_dimensions
 from pipeline.frames.store import FrameStore, make_minio
-from pipeline.delivery.mqtt import Subscriber
-from pipeline.alerts.payload import validate_alert_json
 from sample_media import load_scene
 from tests.faults_support import Inbox, incidents_consistent
 

@@ -9,20 +9,26 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
 import pytest
 
-from pipeline.config.settings import S3Settings
 from pipeline.app.embedded import EmbeddedS3
+from pipeline.config.settings import S3Settings
 from pipeline.frames.store import (
-    BadFrame, FrameMissing, FrameStore, FrameStoreUnavailable, FrameTooLarge, decode_frame, jpeg_dimensions,
+    BadFrame,
+    FrameMissing,
+    FrameStore,
+    FrameStoreUnavailable,
+    FrameTooLarge,
+    decode_frame,
+    jpeg_dimensions,
     make_minio,
 )
 
-T0 = datetime(2026, 11, 21, 23, 59, 58, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 21, 23, 59, 58, tzinfo=UTC)
 
 
 def jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:

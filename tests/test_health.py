@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from pipeline.alerts.payload import build_alert, validate_alert_json
 from pipeline.config.settings import CameraConfig, HealthSettings
 from pipeline.state.health import CameraHealth
-from pipeline.alerts.payload import build_alert, validate_alert_json
 
 NOW = 1_763_844_000.0
 SETTINGS = HealthSettings(stale_after_s=30, offline_after_s=120)

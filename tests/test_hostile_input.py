@@ -13,14 +13,15 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
 from pipeline.config.settings import ConfigError, config_from_dict
-from pipeline.frames.store import BadFrame, decode_frame
-from pipeline.frames.keys import frame_key
 from pipeline.delivery.mqtt import Subscriber
+from pipeline.frames.keys import frame_key
+from pipeline.frames.store import BadFrame, decode_frame
 from pipeline.processing.runner import WatchSession, build_worker
 from sample_media import load_scene
 from tests.faults_support import Inbox, frame_store, put_scene, write_config

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from pipeline.delivery.acks import AckError, ack_topic, make_ack, parse_ack
-from pipeline.config.settings import ConfigError, config_from_dict
+from pipeline.alerts.payload import alert_topic, validate_alert_json
 from pipeline.app.console_view import alert_filter, validate_event_type
 from pipeline.common.ids import CAMERA_ID, full_match
-from pipeline.frames.keys import InvalidCameraId, InvalidFrameKey, frame_key, parse_frame_key, validate_camera_id
-from pipeline.alerts.payload import alert_topic, validate_alert_json
+from pipeline.config.settings import ConfigError, config_from_dict
+from pipeline.delivery.acks import AckError, ack_topic, make_ack, parse_ack
 from pipeline.delivery.publisher import MqttPublisher
+from pipeline.frames.keys import InvalidCameraId, InvalidFrameKey, frame_key, parse_frame_key, validate_camera_id
 from tests.test_cap import payload as cap_payload
 
 TAILS = ["\n", "\r\n", "\n\n"]

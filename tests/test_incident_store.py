@@ -12,9 +12,9 @@ import uuid
 import pytest
 from starlette.testclient import TestClient
 
+from pipeline.alerts.incident_store import IncidentStore, StoreError, store_url
 from pipeline.app.console import IncidentBoard, create_app
 from pipeline.app.embedded import port_open
-from pipeline.alerts.incident_store import IncidentStore, StoreError, store_url
 from tests.test_console import alert_bytes, make_config
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

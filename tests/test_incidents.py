@@ -8,9 +8,9 @@ import random
 import pytest
 
 from detectors.base import Finding
-from pipeline.config.settings import AlertSettings
 from pipeline.alerts.incidents import IncidentTracker, incident_id
 from pipeline.alerts.severity import material_change, severity_for
+from pipeline.config.settings import AlertSettings
 
 T0 = 1_763_800_000.0  # 2025-11-22T08:26:40Z
 SETTINGS = AlertSettings(debounce_hits=3, debounce_window=5, end_after_s=30, update_heartbeat_s=60,
@@ -211,10 +211,10 @@ def test_fire_clip_replay_gives_one_fire_incident(footage_dir):
     """Done-when of issue 8: a fire clip replayed at 2 fps -> one fire incident, start..end, one id."""
     import cv2
 
-    from pipeline.processing.analysis import FrameAnalyzer
+    from pipeline.alerts.payload import build_alert, validate_alert_json
     from pipeline.config.settings import CameraConfig
     from pipeline.frames.keys import frame_key
-    from pipeline.alerts.payload import build_alert, validate_alert_json
+    from pipeline.processing.analysis import FrameAnalyzer
 
     camera = CameraConfig(id="cam-fire", name="House 6", location={"lat": -32.0, "lon": -52.1})
     analyzer = FrameAnalyzer(camera, AlertSettings())

@@ -6,7 +6,7 @@ import http.server
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
-from pipeline.frames.store import FrameStore, decode_frame
 from pipeline.frames.ingest import IngestError, ingest
 from pipeline.frames.keys import InvalidCameraId, parse_frame_key
+from pipeline.frames.store import FrameStore, decode_frame
 
-START = datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc)
+START = datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC)
 
 
 def level_image(level: int, size=(160, 120)) -> np.ndarray:

@@ -1,11 +1,12 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.frames.keys import InvalidCameraId, InvalidFrameKey, frame_key, parse_frame_key, validate_camera_id
 
-T0 = datetime(2026, 11, 22, 20, 40, 26, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 20, 40, 26, 123456, tzinfo=UTC)
 
 
 def test_key_layout_and_roundtrip():
@@ -43,7 +44,7 @@ def test_bad_keys_name_the_problem(key, reason):
 
 
 camera_ids = st.text(alphabet="abcXYZ019_-", min_size=1, max_size=64)
-times = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc))
+times = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 
 
 @given(camera_ids, times, times, st.booleans(), st.booleans())

@@ -16,9 +16,9 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.processing import metrics
 from pipeline.app.embedded import free_port
 from pipeline.common.logs import configure_logging, log_format_from_env
+from pipeline.processing import metrics
 from pipeline.processing.runner import WatchSession
 from tests.faults_support import frame_store, put_scene, write_config
 

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pipeline.config.settings import MqttSettings
 from pipeline.app.embedded import MosquittoProcess, free_port, wait_port
+from pipeline.config.settings import MqttSettings
 from pipeline.delivery.mqtt import MqttSetupError, make_client
 from pipeline.delivery.publisher import MqttPublisher
 from pipeline.state.store import OutboxMessage, StateStore
@@ -42,7 +42,7 @@ def _write_key(path: Path, key) -> None:
 
 
 def _cert(subject: str, issuer_name: x509.Name | None, issuer_key, key, *, ca: bool, san: bool) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -241,8 +241,8 @@ require_certificate true
 def test_console_as_ioc_sees_acknowledgements_under_the_shipped_acl(secure_broker, tmp_path):
     from starlette.testclient import TestClient
 
-    from pipeline.config.settings import config_from_dict
     from pipeline.app.console import create_app
+    from pipeline.config.settings import config_from_dict
     from tests.test_console import alert_bytes, wait_until
 
     cfg = config_from_dict({

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from detectors.obstruction import ObstructionDetector, ObstructionSettings
-from pipeline.config.settings import AlertSettings
 from pipeline.alerts.incidents import IncidentTracker
+from pipeline.config.settings import AlertSettings
 
 RNG = np.random.default_rng(3)
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline.config.settings import CameraConfig
 from pipeline.alerts.evidence import Evidence
 from pipeline.alerts.incidents import IncidentEvent, incident_id
+from pipeline.alerts.payload import (
+    SCHEMA_PATH,
+    AlertPayload,
+    alert_topic,
+    build_alert,
+    cap_topic,
+    generate_schema,
+    main,
+    message_id,
+    validate_alert_json,
+)
+from pipeline.config.settings import CameraConfig
 from pipeline.frames.keys import frame_key
-from pipeline.alerts.payload import (AlertPayload, SCHEMA_PATH, alert_topic, build_alert, cap_topic,
-                              generate_schema, main, message_id, validate_alert_json)
 
 CAMERA = CameraConfig(id="cam-01", name="Main St / 5th", location={"lat": 52.52, "lon": 13.4, "district": "Mitte"})
 TS = 1_763_844_026.125
@@ -32,7 +42,7 @@ def event(**kw) -> IncidentEvent:
 def evidence() -> Evidence:
     return Evidence(bucket="alerts", key="cam-01/2025/11/22/x-1.jpg", sha256="a" * 64,
                     url="http://127.0.0.1:9000/alerts/x?X-Amz-Signature=1",
-                    expires_at=datetime(2025, 11, 29, tzinfo=timezone.utc), sha1="b" * 40, size=1234)
+                    expires_at=datetime(2025, 11, 29, tzinfo=UTC), sha1="b" * 40, size=1234)
 
 
 def test_committed_schema_equals_generated():
@@ -123,7 +133,7 @@ def test_any_event_builds_a_schema_valid_payload(etype, state, seq, severity, co
     cam = CameraConfig(id=cam_id)
     p = build_alert(ev, cam, frame_bucket="frames", frame_key=frame_key(cam_id, ts + duration),
                     evidence=evidence() if with_evidence else None, test=test, worker="w-1",
-                    detected_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=duration))
+                    detected_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=duration))
     doc = validate_alert_json(p.to_json())
     assert doc["incident_id"] == ev.incident_id and doc["seq"] == seq and doc["test"] is test
     assert 0.0 <= doc["confidence"] <= 1.0

@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from pipeline.config.settings import MqttSettings
 from pipeline.app.embedded import free_port
+from pipeline.config.settings import MqttSettings
 from pipeline.delivery.mqtt import Subscriber
 from pipeline.delivery.publisher import MqttPublisher
 from pipeline.state.store import OutboxMessage, StateStore
@@ -38,7 +38,7 @@ class Collector:
             self.messages.append((topic, payload))
             self._cond.notify_all()
 
-    def start(self) -> "Collector":
+    def start(self) -> Collector:
         self.sub.start()
         assert self.sub.wait_subscribed(5), "subscription not confirmed"
         return self

@@ -10,10 +10,18 @@ import pytest
 from pydantic import ValidationError
 
 from detectors.congestion import CongestionDetector, CongestionSettings
-from pipeline.config.settings import AlertSettings, CameraConfig, CameraDetectors
 from pipeline.app.evaluate.labels import LabeledMedia
-from pipeline.app.rule_tuning import (FoldTrainer, GridPoint, RuleGrid, RuleTuner, choose, chosen_summary,
-                                  tuned_factory, with_settings)
+from pipeline.app.rule_tuning import (
+    FoldTrainer,
+    GridPoint,
+    RuleGrid,
+    RuleTuner,
+    choose,
+    chosen_summary,
+    tuned_factory,
+    with_settings,
+)
+from pipeline.config.settings import AlertSettings, CameraConfig, CameraDetectors
 from tests.test_detector_congestion import Road, run
 
 

@@ -16,8 +16,8 @@ import pytest
 from minio.error import S3Error
 
 from pipeline.config.settings import S3Settings
-from pipeline.frames.store import FrameStore, make_minio
 from pipeline.delivery.mqtt import Subscriber
+from pipeline.frames.store import FrameStore, make_minio
 from pipeline.processing.runner import WatchSession
 from tests.faults_support import Inbox, put_scene, write_config
 

@@ -16,15 +16,20 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
-from pipeline.config.settings import config_from_dict
 from pipeline.app.embedded import free_port
-from pipeline.frames.store import FrameStore, FrameStoreUnavailable, make_minio
+from pipeline.config.settings import config_from_dict
 from pipeline.delivery.mqtt import Subscriber
 from pipeline.delivery.publisher import MqttPublisher
+from pipeline.frames.store import FrameStore, FrameStoreUnavailable, make_minio
 from pipeline.processing.runner import WatchSession
 from pipeline.state.store import StateStore
 from tests.faults_support import (
-    CAMERA_LOCATION, TESTER_ACCESS_KEY, TESTER_SECRET_KEY, Inbox, put_scene, start_worker_process,
+    CAMERA_LOCATION,
+    TESTER_ACCESS_KEY,
+    TESTER_SECRET_KEY,
+    Inbox,
+    put_scene,
+    start_worker_process,
 )
 
 S3_SECRET = TESTER_SECRET_KEY  # the session's S3 server checks it (unique to this run)

@@ -159,8 +159,8 @@ def test_seed_checkpoints_skips_old_frames_but_keeps_existing_checkpoints(tmp_pa
     import io
     import time
 
-    from pipeline.frames.store import FrameStore
     from pipeline.frames.keys import frame_key
+    from pipeline.frames.store import FrameStore
     from pipeline.state.shards import seed_checkpoints
     from pipeline.state.store import StateStore
 

@@ -9,8 +9,8 @@ import pytest
 from detectors.base import Finding
 from detectors.fire_patches import FEATURES, PATCH, candidate_rows, candidates, patch_box, patch_rows
 from detectors.verifier import FireVerifier, FireVerifierModel
-from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.config.settings import AlertSettings, CameraConfig
+from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.processing.verifier_models import build_verifiers, shipped_fire_model
 
 

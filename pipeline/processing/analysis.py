@@ -13,8 +13,8 @@ import numpy as np
 
 from detectors import Detector, Finding, registry
 from detectors.verifier import FireVerifier
-from pipeline.config.settings import AlertSettings, CameraConfig
 from pipeline.alerts.incidents import IncidentEvent, IncidentTracker
+from pipeline.config.settings import AlertSettings, CameraConfig
 from pipeline.processing.verifier_models import build_verifiers
 
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.alerts.cap import cap_xml
+from pipeline.alerts.incidents import IncidentEvent
+from pipeline.alerts.payload import alert_topic, build_alert, cap_topic
 from pipeline.config.settings import CameraConfig, Config
 from pipeline.frames.decode import shrink_to_width
-from pipeline.processing.ports import SnapshotStore
 from pipeline.frames.store import BadFrame, decode_frame
-from pipeline.alerts.incidents import IncidentEvent
+from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.processing.metrics import ALERTS, DECODE, DETECTORS, FRAMES_PROCESSED, FRAMES_SKIPPED
-from pipeline.alerts.payload import alert_topic, build_alert, cap_topic
+from pipeline.processing.ports import SnapshotStore
 from pipeline.state.store import OutboxMessage
 
 log = logging.getLogger("pipeline.processing.worker")

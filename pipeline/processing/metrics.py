@@ -19,7 +19,8 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -50,7 +51,7 @@ class WorkerCollector(Collector):
     def __init__(self) -> None:
         self._workers: weakref.WeakSet = weakref.WeakSet()
 
-    def add(self, worker: "Worker") -> None:
+    def add(self, worker: Worker) -> None:
         self._workers.add(worker)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import cv2
 
-from pipeline.delivery.acks import AckRecorder
-from pipeline.config.settings import Config
 from pipeline.alerts.evidence import EvidenceStore
+from pipeline.config.settings import Config
+from pipeline.delivery.acks import AckRecorder
+from pipeline.delivery.publisher import MqttPublisher
 from pipeline.frames.store import FrameStore, make_minio
 from pipeline.processing.metrics import serve_from_env
-from pipeline.delivery.publisher import MqttPublisher
-from pipeline.state.store import StateStore
-from pipeline.state.lock import StateDirLock
 from pipeline.processing.worker import BatchResult, Worker
+from pipeline.state.lock import StateDirLock
+from pipeline.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class SliceStats:
         if result.error and result.error not in self.errors:
             self.errors.append(result.error)
 
-    def merge(self, other: "SliceStats") -> None:
+    def merge(self, other: SliceStats) -> None:
         self.cycles += other.cycles
         self.frames += other.frames
         self.alerts += other.alerts
@@ -122,7 +122,7 @@ class WatchSession:
         self._sent = 0  # acknowledged by the sender thread, not yet counted in a cycle's stats
         self._sent_lock = threading.Lock()
 
-    def start(self) -> "WatchSession":
+    def start(self) -> WatchSession:
         if not self._started:
             serve_from_env()  # /metrics when CITYWATCH_METRICS_PORT is set (once per process)
             cv2.setNumThreads(OPENCV_THREADS)
@@ -211,7 +211,9 @@ class WatchSession:
         shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
         client_id = f"citywatch-acks-{self.config.worker.name}-{shard}"
         try:
-            self._acks = AckRecorder(self.config.mqtt, client_id, self.worker.state.record_ack).start()
+            recorder = AckRecorder(self.config.mqtt, client_id, self.worker.state.record_ack)
+            recorder.start()
+            self._acks = recorder
         except Exception as exc:  # noqa: BLE001 - acks are a side channel; never stop the watch
             log.warning("not recording acknowledgements: %s", exc)
 
@@ -235,7 +237,7 @@ class WatchSession:
         if self._owns_worker:
             self.worker.release()
 
-    def __enter__(self) -> "WatchSession":
+    def __enter__(self) -> WatchSession:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

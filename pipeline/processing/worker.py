@@ -16,24 +16,35 @@ import threading
 import time
 import zlib
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
+from pipeline.alerts.incidents import IncidentEvent
+from pipeline.config.settings import CameraConfig, Config
+from pipeline.frames.keys import FrameKey, InvalidFrameKey, parse_frame_key
+from pipeline.frames.store import BadFrame, FrameStoreUnavailable
 from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.processing.batch import (
-    SNAPSHOT_WIDTH, BatchResult, alert_messages, analysis_width, analyze_frame, count_batch, decode_for_analysis,
+    SNAPSHOT_WIDTH,
+    BatchResult,
+    alert_messages,
+    analysis_width,
+    analyze_frame,
+    count_batch,
+    decode_for_analysis,
     snapshot_frame,
 )
-from pipeline.config.settings import CameraConfig, Config
-from pipeline.frames.store import BadFrame, FrameStoreUnavailable
-from pipeline.state.cameras import (
-    HEALTH_KEY, detectors_key, dump_detectors, health_value, load_detectors, restore_health,
-)
-from pipeline.alerts.incidents import IncidentEvent
-from pipeline.frames.keys import FrameKey, InvalidFrameKey, parse_frame_key
 from pipeline.processing.metrics import WORKERS
 from pipeline.processing.ports import AlertPublisher, FrameSource, SnapshotStore
-from pipeline.state.store import OutboxMessage, StateStore
+from pipeline.state.cameras import (
+    HEALTH_KEY,
+    detectors_key,
+    dump_detectors,
+    health_value,
+    load_detectors,
+    restore_health,
+)
 from pipeline.state.lock import StateDirLock
+from pipeline.state.store import OutboxMessage, StateStore
 
 __all__ = ["SNAPSHOT_WIDTH", "BatchResult", "Worker", "analysis_width", "decode_for_analysis"]
 
