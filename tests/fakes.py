@@ -14,13 +14,14 @@ import numpy as np
 
 from pipeline.alerts.evidence import Evidence, EvidenceError, annotate, evidence_key
 from pipeline.alerts.incidents import IncidentEvent
-from pipeline.frames.keys import InvalidFrameKey, camera_prefix, frame_key, last_frame_key, parse_frame_key
+from pipeline.frames.keys import camera_prefix, frame_key, last_frame_key
 from pipeline.frames.store import (
     MAX_REJECTED_PER_LISTING,
     FrameMissing,
     FrameStoreUnavailable,
     FrameTooLarge,
     ListResult,
+    collect_new_keys,
 )
 from pipeline.state.store import StateStore
 
@@ -55,23 +56,9 @@ class InMemoryFrameSource:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self._check(f"list {camera_id}")
         prefix, last = camera_prefix(camera_id), last_frame_key(camera_id)
-        result = ListResult()
-        for key in sorted(k for k in self.objects if k.startswith(prefix) and k > (after_key or "")):
-            try:
-                parsed = parse_frame_key(key)
-            except InvalidFrameKey as exc:
-                result.rejected.append((key, str(exc)))
-                if key > last:
-                    break
-                if len(result.rejected) >= max_rejected:
-                    result.truncated = True
-                    break
-                continue
-            result.keys.append(key)
-            result.parsed.append(parsed)
-            if len(result.keys) >= limit:
-                break
-        return result
+        # what S3 lists: the camera's keys in byte order after start_after; the rules are the store's own
+        listed = sorted(k for k in self.objects if k.startswith(prefix) and k > (after_key or ""))
+        return collect_new_keys(listed, last, limit, max_rejected)
 
     def get(self, key: str, max_bytes: int) -> bytes:
         self._check(f"get {key}")

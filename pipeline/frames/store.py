@@ -13,7 +13,7 @@ import io
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -58,6 +58,29 @@ class ListResult:
     parsed: list[FrameKey] = field(default_factory=list)  # ``keys`` parsed (the worker needs no second parse)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     truncated: bool = False
+
+
+def collect_new_keys(listed: Iterable[str], last: str, limit: int, max_rejected: int) -> ListResult:
+    """Read a camera's keys in listing order into a :class:`ListResult` (see :meth:`FrameStore.list_new`):
+    contract keys up to ``limit``, the others rejected with the reason, stopping at the first rejected
+    key after ``last`` (the last possible frame key) or at ``max_rejected`` rejections."""
+    result = ListResult()
+    for key in listed:
+        try:
+            parsed = parse_frame_key(key)  # keys outside the contract are rejected, not fed
+        except InvalidFrameKey as exc:
+            result.rejected.append((key, str(exc)))
+            if key > last:
+                break
+            if len(result.rejected) >= max_rejected:
+                result.truncated = True
+                break
+            continue
+        result.keys.append(key)
+        result.parsed.append(parsed)
+        if len(result.keys) >= limit:
+            break
+    return result
 
 
 def make_minio(s3: S3Settings) -> Minio:
@@ -182,25 +205,9 @@ class FrameStore:
         last = last_frame_key(camera_id)
 
         def run() -> ListResult:
-            result = ListResult()
-            for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True,
-                                                start_after=after_key or None):
-                key = obj.object_name
-                try:
-                    parsed = parse_frame_key(key)  # keys outside the contract are rejected, not fed
-                except InvalidFrameKey as exc:
-                    result.rejected.append((key, str(exc)))
-                    if key > last:
-                        break
-                    if len(result.rejected) >= max_rejected:
-                        result.truncated = True
-                        break
-                    continue
-                result.keys.append(key)
-                result.parsed.append(parsed)
-                if len(result.keys) >= limit:
-                    break
-            return result
+            listed = self.client.list_objects(self.bucket, prefix=prefix, recursive=True,
+                                              start_after=after_key or None)
+            return collect_new_keys((obj.object_name for obj in listed), last, limit, max_rejected)
         return self._call(f"list {self.bucket}/{prefix} after {after_key or '(start)'}", run)
 
     def get(self, key: str, max_bytes: int) -> bytes:
