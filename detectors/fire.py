@@ -72,8 +72,8 @@ class FireSettings(DetectorSettings):
         True, description="Judge static scenes (replayed stills, frozen streams) with the "
                           "conservative single-frame flame test instead of reporting them not ready")
     verify: bool = Field(
-        True, description="Confirm fire with the learned appearance model (detectors.verifier); "
-                          "off = the classical cues alone decide")
+        True, description="Decide fire with the learned verifiers (detectors.scene, with the patch "
+                          "model of detectors.verifier for boxes); off = the classical cues alone decide")
 
 
 class SmokeSettings(DetectorSettings):
@@ -83,6 +83,9 @@ class SmokeSettings(DetectorSettings):
         1.0, ge=0.0, le=100.0, description="Smallest hazy area, % of the watched region")
     min_history_s: float = Field(
         10.0, ge=1.0, le=120.0, description="Seconds of frames needed before smoke can be judged")
+    verify: bool = Field(
+        True, description="Decide smoke with the learned scene verifier (detectors.scene); "
+                          "off = the classical haze cues alone decide")
 
 
 def _shift(sensitivity: float) -> float:

@@ -107,6 +107,9 @@ class FloodSettings(DetectorSettings):
         description="Mean thumbnail difference (in brightness std units) that counts as a new scene",
     )
     working_width: int = Field(320, ge=80, le=1280, description="Width (px) the detector works at")
+    verify: bool = Field(
+        True, description="Decide flood with the learned scene verifier (detectors.scene) where the "
+                          "road is in view; off = the classical water cues alone decide")
     cold_start_factor: float = Field(
         2.5, ge=1.0, le=10.0,
         description="Until the dry reference is mature (stills, a new camera, a re-baselined scene) "

@@ -66,9 +66,10 @@ class FireVerifier:
 
     event_type = "fire"
 
-    def __init__(self, model: FireVerifierModel, step_s: float = STEP_S) -> None:
+    def __init__(self, model: FireVerifierModel, step_s: float = STEP_S, decide: bool = True) -> None:
         self.model = model
         self.step_s = step_s
+        self.decide = decide  # False: only annotate (patch score and boxes); a later stage decides
         self._score = 0.0
         self._boxes: tuple[tuple[float, float, float, float], ...] = ()
         self._last_ts: float | None = None
@@ -96,11 +97,13 @@ class FireVerifier:
             return f
         if not (f.active or f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT):
             self._score, self._boxes, self._last_ts = 0.0, (), None
-            return replace(f, active=False, measurements={**f.measurements, "verified_p": 0.0})
+            return replace(f, active=f.active and not self.decide, measurements={**f.measurements, "verified_p": 0.0})
         if self._due(ts):
             self._score, self._boxes = self.appearance(frame)
             self._last_ts = ts
         p, model = self._score, self.model
+        if not self.decide:
+            return replace(f, boxes=f.boxes or self._boxes, measurements={**f.measurements, "verified_p": round(p, 4)})
         static = f.measurements.get("static_scene", 0.0) >= 1.0
         if static:
             active = p >= model.still_threshold

@@ -101,8 +101,10 @@ def test_shipped_model_loads_and_the_setting_turns_it_off():
     assert 0.5 <= manifest["thresholds"]["still"] <= 1.0
     assert manifest["recipe"]["seed"] and manifest["data"], "manifest lists recipe and data"
     camera = CameraConfig(id="cam1")
-    assert len(build_verifiers(camera)) == 1
-    off = CameraConfig.model_validate({"id": "cam1", "detectors": {"fire": {"verify": False}}})
+    assert [type(v).__name__ for v in build_verifiers(camera)] == ["FireVerifier", "SceneVerifier"]
+    assert build_verifiers(camera)[0].decide is False, "the scene verifier decides fire"
+    off = CameraConfig.model_validate({"id": "cam1", "detectors": {
+        "fire": {"verify": False}, "smoke": {"verify": False}, "flood": {"verify": False}}})
     assert build_verifiers(off) == [] and FrameAnalyzer(off, AlertSettings()).verifiers == []
     p = build_verifiers(camera)[0].model.classifier.predict_proba(patch_rows(_scene())[:3])
     assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
@@ -135,4 +137,4 @@ def test_training_on_the_synthetic_scenes_is_reproducible():
     assert runs[0].onnx == runs[1].onnx and runs[0].manifest == runs[1].manifest
     assert runs[0].manifest["training"]["sources"] == ["synthetic"]
     analyzer = factory(CameraConfig(id="cam1"), AlertSettings())
-    assert len(analyzer.verifiers) == 1
+    assert len(analyzer.verifiers) == 2

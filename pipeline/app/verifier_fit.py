@@ -219,14 +219,19 @@ def synthetic_scenes() -> tuple[list[LabeledMedia], Path]:
 
 
 class VerifierTrainer:
-    """Fits the fire verifier on the media it is given (plus the synthetic scenes) and returns the
-    analyzer factory that uses it: the ``Trainer`` of ``evaluate(..., folds="source")``. Extracted
-    rows are cached per media, so the folds replay each file once."""
+    """Fits the fire patch verifier and the scene heads on the media it is given (plus the
+    synthetic scenes) and returns the analyzer factory that uses them: the ``Trainer`` of
+    ``evaluate(..., folds="source")``. Extracted rows and embeddings are cached per media, so the
+    folds replay each file once."""
 
-    def __init__(self, with_scenes: bool = True) -> None:
+    def __init__(self, with_scenes: bool = True, scene: Any = None) -> None:
+        from pipeline.app.scene_fit import SceneTrainer
+
         self._cache: dict[tuple[str, str], MediaRows | None] = {}
         self.with_scenes = with_scenes
+        self.scene = scene if scene is not None else SceneTrainer(with_scenes=with_scenes)
         self.trained: list[TrainedFire] = []
+        self.scene_heads: list[dict[str, Any]] = []
 
     def rows(self, media: LabeledMedia, root: Path, source: str | None = None) -> MediaRows | None:
         key = (str(root), media.path)
@@ -242,17 +247,17 @@ class VerifierTrainer:
         return [i for i in items if i is not None]
 
     def __call__(self, train: list[LabeledMedia], root: Path) -> Any:
-        from detectors.verifier import FireVerifier
         from pipeline.processing.analysis import FrameAnalyzer
-        from pipeline.processing.verifier_models import fire_verifier_model
+        from pipeline.processing.verifier_models import camera_verifiers
 
         trained = train_fire(self.items(train, root))
+        heads = self.scene(train, root)
         self.trained.append(trained)
+        self.scene_heads.append(heads)
+        embedder = self.scene.embedder
 
         def factory(camera: CameraConfig, alerts: Any) -> FrameAnalyzer:
-            fire = camera.detectors.fire
-            verifiers = [FireVerifier(fire_verifier_model(trained.onnx, trained.manifest))] \
-                if fire.enabled and fire.verify else []
+            verifiers = camera_verifiers(camera, (trained.onnx, trained.manifest), embedder, heads)
             return FrameAnalyzer(camera, alerts, verifiers=verifiers)
 
         return factory

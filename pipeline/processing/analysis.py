@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from detectors import Detector, Finding, registry
+from detectors.scene import SceneVerifier
 from detectors.verifier import FireVerifier
 from pipeline.alerts.incidents import IncidentEvent, IncidentTracker
 from pipeline.config.settings import AlertSettings, CameraConfig
@@ -33,7 +34,7 @@ class FrameAnalyzer:
 
     def __init__(self, camera: CameraConfig, alerts: AlertSettings,
                  tracker_state: dict[str, Any] | None = None,
-                 verifiers: list[FireVerifier] | None = None) -> None:
+                 verifiers: list[FireVerifier | SceneVerifier] | None = None) -> None:
         self.camera = camera
         self.detectors = build_detectors(camera)
         self.verifiers = build_verifiers(camera) if verifiers is None else verifiers

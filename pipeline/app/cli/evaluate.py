@@ -15,8 +15,8 @@ from pipeline.app.evaluate.html import write_html
 from pipeline.app.evaluate.report import print_report
 from pipeline.app.evaluate.results import write_csv
 from pipeline.app.evaluate.run import Evaluation, EvaluationError, LabeledMedia, MediaResult, evaluate, run_media
-from pipeline.app.rule_tuning import FoldTrainer, RuleTuner, chosen_summary
-from pipeline.config.settings import AlertSettings, CameraDetectors, ConfigError, load_config
+from pipeline.app.rule_tuning import GRIDS, FoldTrainer, RuleTuner, chosen_summary
+from pipeline.config.settings import AlertSettings, CameraConfig, CameraDetectors, ConfigError, load_config
 
 CONFIG_HELP = (
     "Config file to take the settings from: the alert policy (`alerts`) and the detector settings "
@@ -62,11 +62,23 @@ def _trainer(fps: float, alerts: AlertSettings, detectors: CameraDetectors) -> F
     return FoldTrainer(VerifierTrainer(), rule_tuner(fps, alerts, detectors))
 
 
-def rule_tuner(fps: float, alerts: AlertSettings, detectors: CameraDetectors) -> RuleTuner:
-    """A tuner replaying media like ``citywatch evaluate`` does (same fps, policy and settings)."""
+def rule_tuner(fps: float, alerts: AlertSettings, detectors: CameraDetectors,
+               every_grid: bool = False) -> RuleTuner:
+    """A tuner replaying media like ``citywatch evaluate`` does (same fps, policy and settings),
+    with the classical cues alone: the rules it tunes are theirs, and a learned model trained on
+    every source must not take part in a fold's choice. A rule whose type the scene verifier
+    decides (``verify`` on) is left at its value, as it would change nothing (``every_grid``:
+    keep it, to show the classical rule's own curve)."""
+    from pipeline.processing.analysis import FrameAnalyzer
+
+    def classical(camera: CameraConfig, policy: AlertSettings) -> FrameAnalyzer:
+        return FrameAnalyzer(camera, policy, verifiers=[])
+
     def replay(media: LabeledMedia, root: Path, tuned: CameraDetectors) -> MediaResult:
-        return run_media(media, root, fps, 0, alerts=alerts, detectors=tuned)
-    return RuleTuner(replay, base=detectors)
+        return run_media(media, root, fps, 0, classical, alerts=alerts, detectors=tuned)
+    grids = tuple(g for g in GRIDS
+                  if every_grid or not getattr(getattr(detectors, g.detector), "verify", False))
+    return RuleTuner(replay, grids=grids, base=detectors)
 
 
 def evaluate_command(

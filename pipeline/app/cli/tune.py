@@ -34,7 +34,7 @@ def tune_command(
         Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     root = Path(root) if root is not None else Path(labels).resolve().parent
-    tuner = rule_tuner(fps, AlertSettings(), CameraDetectors())
+    tuner = rule_tuner(fps, AlertSettings(), CameraDetectors(), every_grid=True)
     shipped = CameraDetectors()
     for grid in tuner.grids:
         points = tuner.points(rows, root, grid)

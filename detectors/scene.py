@@ -1,0 +1,163 @@
+"""The scene verifier: a pretrained image backbone judges the whole frame for fire, smoke and flood.
+
+The classical detectors stay the cheap proposals and the temporal evidence; this stage decides.
+An ImageNet-pretrained MobileNetV2 (``pipeline/models/scene_backbone.onnx``, run by ``cv2.dnn``)
+turns the frame into a 1280-number embedding, and one logistic head per event type, trained
+leave-one-source-out on real footage by ``citywatch train``, turns it into P(event).
+
+Cost control (one scoring is ~8 ms): a camera is scored on its first frame, then every
+``idle_step_s`` (:data:`IDLE_STEP_S`) of frame time, and every ``step_s`` (:data:`STEP_S`) while it
+is *armed*: the fire detector sees flame-coloured pixels, or a type scored at or above its
+threshold at the last scoring, or a type is on. A type turns on after :data:`CONFIRM`
+consecutive scorings at or above its threshold and off after as many below it, so one odd frame
+neither starts nor ends an incident. Between scorings the decision holds.
+
+Per type:
+- **fire**: on only where the fire detector is ready and sees flame-coloured pixels
+  (``candidate_pct`` >= :data:`detectors.verifier.CANDIDATE_PCT`): no flame colour, no fire;
+- **smoke**: the scene decides alone (classical haze cues are too weak to gate on, see
+  docs/verifier.md), on live scenes only: a still or a frozen stream cannot show smoke drifting,
+  and single pictures of dusk skies, auroras and fog look like it, so smoke is judged once the
+  fire detector has enough history and reports the scene live (``static_scene`` 0);
+- **flood**: on only where the flood detector is ready, i.e. sees a road surface (sky, fog or a
+  sea up to the horizon leave it not ready); its water boxes are the evidence.
+
+Models are plain objects handed in by the caller; no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from detectors.base import Finding
+from detectors.verifier import CANDIDATE_PCT
+
+EVENT_TYPES = ("fire", "smoke", "flood")
+INPUT_SIZE = 224  # px, square: the backbone's training size
+STEP_S = 2.0  # s of frame time between scorings of an armed camera
+IDLE_STEP_S = 20.0  # s of frame time between scorings otherwise (slow events: smoke, flood)
+CONFIRM = 2  # consecutive scorings on the same side of the threshold that switch a type
+
+
+class Embedder(Protocol):
+    def embed(self, frame: np.ndarray) -> np.ndarray:
+        """The frame's embedding: float32, shape (dim,)."""
+        ...
+
+
+class OnnxEmbedder:
+    """The backbone exported to ONNX, run with ``cv2.dnn`` on a BGR uint8 frame of any size (one
+    net per camera: OpenCV nets are not shared between threads). The graph normalises itself."""
+
+    def __init__(self, onnx: bytes) -> None:
+        self.net = cv2.dnn.readNetFromONNX(np.frombuffer(onnx, np.uint8))
+
+    def embed(self, frame: np.ndarray) -> np.ndarray:
+        # INTER_AREA: an anti-aliased reduction, as the backbone saw its training images (the
+        # bilinear resize of blobFromImage aliases fine texture away and scores worse, docs/verifier.md)
+        small = cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+        self.net.setInput(cv2.dnn.blobFromImage(small, 1.0 / 255.0, swapRB=True))
+        return np.asarray(self.net.forward(), np.float32).reshape(-1)
+
+
+@dataclass(frozen=True)
+class SceneHead:
+    """A logistic head on the raw embedding (standardisation folded into the weights)."""
+
+    weights: np.ndarray
+    bias: float
+    threshold: float
+
+    def probability(self, embedding: np.ndarray) -> float:
+        logit = float(embedding @ self.weights) + self.bias
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
+
+
+@dataclass(frozen=True)
+class SceneModel:
+    """The backbone and the heads of the types it judges."""
+
+    embedder: Embedder
+    heads: dict[str, SceneHead]
+
+    def probabilities(self, frame: np.ndarray) -> dict[str, float]:
+        z = self.embedder.embed(frame)
+        return {name: head.probability(z) for name, head in self.heads.items()}
+
+
+@dataclass
+class _TypeState:
+    p: float = 0.0
+    above: int = 0
+    below: int = 0
+    on: bool = False
+
+    def update(self, p: float, threshold: float, confirm: int) -> None:
+        self.p = p
+        if p >= threshold:
+            self.above, self.below = self.above + 1, 0
+        else:
+            self.above, self.below = 0, self.below + 1
+        if self.above >= confirm:
+            self.on = True
+        elif self.below >= confirm:
+            self.on = False
+
+
+class SceneVerifier:
+    """Per-camera scene verification of fire, smoke and flood (see the module docstring)."""
+
+    def __init__(self, model: SceneModel, step_s: float = STEP_S, idle_step_s: float = IDLE_STEP_S,
+                 confirm: int = CONFIRM) -> None:
+        self.model = model
+        self.step_s, self.idle_step_s, self.confirm = step_s, idle_step_s, confirm
+        self.scorings = 0
+        self._last_ts: float | None = None
+        self._states = {name: _TypeState() for name in model.heads}
+
+    def _armed(self, findings: list[Finding]) -> bool:
+        flames = any(f.type == "fire" and f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
+                     for f in findings)
+        return flames or any(s.on or s.above for s in self._states.values())
+
+    def _due(self, ts: float, findings: list[Finding]) -> bool:
+        if self._last_ts is None:
+            return True
+        elapsed = ts - self._last_ts
+        if elapsed < 0:  # time went back: a new stream
+            return True
+        return elapsed >= (self.step_s if self._armed(findings) else self.idle_step_s)
+
+    def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
+        """``findings`` with fire, smoke and flood decided by the scene model."""
+        if self._due(ts, findings):
+            for name, p in self.model.probabilities(frame).items():
+                self._states[name].update(p, self.model.heads[name].threshold, self.confirm)
+            self._last_ts = ts
+            self.scorings += 1
+        fire = next((f for f in findings if f.type == "fire"), None)
+        live = self.scorings > 0 if fire is None else \
+            fire.ready and fire.measurements.get("static_scene", 0.0) < 1.0
+        return [self._decide(f, live) if f.type in self._states else f for f in findings]
+
+    def _decide(self, f: Finding, live: bool) -> Finding:
+        state = self._states[f.type]
+        measurements = {**f.measurements, "scene_p": round(state.p, 4)}
+        if f.type == "smoke":
+            ready = live
+            gate = True
+        elif f.type == "fire":
+            ready = f.ready
+            gate = f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
+        else:  # flood: a road must be in view
+            ready = f.ready
+            gate = True
+        active = ready and gate and state.on
+        confidence = round(state.p, 4) if active else 0.0
+        return replace(f, active=active, confidence=confidence, ready=ready,
+                       boxes=f.boxes if active else (), measurements=measurements)

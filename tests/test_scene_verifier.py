@@ -1,0 +1,170 @@
+"""The scene verifier (detectors/scene.py), its shipped models and its training recipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.base import Finding
+from detectors.scene import CONFIRM, IDLE_STEP_S, STEP_S, SceneHead, SceneModel, SceneVerifier
+from pipeline.config.settings import AlertSettings, CameraConfig
+from pipeline.processing.analysis import FrameAnalyzer
+from pipeline.processing.verifier_models import (
+    build_verifiers,
+    scene_types,
+    shipped_scene_embedder,
+    shipped_scene_heads,
+)
+
+FRAME = np.zeros((90, 160, 3), np.uint8)
+
+
+class ScriptedEmbedder:
+    """Returns the next scripted 1-d 'embedding' (its value is the logit of every head)."""
+
+    def __init__(self, logits: list[float]) -> None:
+        self.logits = list(logits)
+        self.calls = 0
+
+    def embed(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.array([self.logits.pop(0) if len(self.logits) > 1 else self.logits[0]], np.float32)
+
+
+def _model(logits: list[float], types: tuple[str, ...] = ("fire", "smoke", "flood"),
+           threshold: float = 0.5) -> tuple[SceneModel, ScriptedEmbedder]:
+    embedder = ScriptedEmbedder(logits)
+    heads = {t: SceneHead(np.ones(1, np.float32), 0.0, threshold) for t in types}
+    return SceneModel(embedder, heads), embedder
+
+
+def _findings(candidate_pct: float = 0.0, flood_ready: bool = True, fire_ready: bool = True,
+              static: bool = False) -> list[Finding]:
+    return [Finding("fire", False, measurements={"candidate_pct": candidate_pct, "static_scene": float(static)},
+                    ready=fire_ready,
+                    boxes=((0.1, 0.1, 0.2, 0.2),)),
+            Finding("smoke", False, ready=False),
+            Finding("flood", False, ready=flood_ready, boxes=((0.0, 0.5, 1.0, 0.5),)),
+            Finding("congestion", True, 0.7)]
+
+
+def _by_type(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.type: f for f in findings}
+
+
+def test_scores_first_frame_then_idle_steps_and_fast_steps_when_armed():
+    model, embedder = _model([-5.0])  # every head far below its threshold
+    verifier = SceneVerifier(model)
+    for t in np.arange(0.0, 60.0, 0.5):
+        verifier.verify(FRAME, float(t), _findings())
+    assert embedder.calls == int(60 / IDLE_STEP_S), "a quiet camera is scored every idle step"
+    model, embedder = _model([-5.0])
+    verifier = SceneVerifier(model)
+    for t in np.arange(0.0, 60.0, 0.5):
+        verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0))
+    assert embedder.calls == int(60 / STEP_S), "flame-coloured pixels arm the camera"
+
+
+def test_a_type_switches_after_confirm_scorings_on_the_same_side():
+    logits = [5.0, -5.0, 5.0, 5.0, -5.0, 5.0, -5.0, -5.0]
+    model, _ = _model(logits, types=("smoke",))
+    verifier = SceneVerifier(model, step_s=1.0, idle_step_s=1.0)
+    states = [_by_type(verifier.verify(FRAME, float(t), _findings()))["smoke"].active for t in range(len(logits))]
+    assert CONFIRM == 2
+    assert states == [False, False, False, True, True, True, True, False]
+
+
+def test_fire_needs_flame_colour_and_flood_needs_a_road():
+    model, _ = _model([5.0])
+    verifier = SceneVerifier(model, step_s=1.0)
+    for t in range(3):
+        out = _by_type(verifier.verify(FRAME, float(t), _findings(candidate_pct=0.0, flood_ready=False)))
+    assert not out["fire"].active, "no flame-coloured pixel: no fire, whatever the scene says"
+    assert not out["flood"].active and not out["flood"].ready, "no road in view: flood is not judged"
+    assert out["smoke"].active and out["smoke"].ready and out["smoke"].confidence > 0.99
+    assert out["congestion"] == _findings()[3], "other types pass through"
+    out = _by_type(verifier.verify(FRAME, 3.0, _findings(candidate_pct=1.0)))
+    assert out["fire"].active and out["fire"].boxes == ((0.1, 0.1, 0.2, 0.2),)
+    assert out["flood"].active and out["flood"].measurements["scene_p"] > 0.99
+    out = _by_type(verifier.verify(FRAME, 4.0, _findings(candidate_pct=1.0, fire_ready=False)))
+    assert not out["fire"].active, "a warming-up fire detector is not overruled"
+    assert not out["smoke"].ready, "smoke waits for the fire detector to call the scene live"
+    out = _by_type(verifier.verify(FRAME, 5.0, _findings(candidate_pct=1.0, static=True)))
+    assert out["fire"].active and not out["smoke"].ready and not out["smoke"].active, \
+        "a still or frozen stream is not judged for smoke"
+
+
+def test_time_going_back_rescores():
+    model, embedder = _model([-5.0])
+    verifier = SceneVerifier(model)
+    verifier.verify(FRAME, 100.0, _findings())
+    verifier.verify(FRAME, 101.0, _findings())
+    verifier.verify(FRAME, 50.0, _findings())
+    assert embedder.calls == 2
+
+
+def test_shipped_scene_model_and_the_verify_switches():
+    heads = shipped_scene_heads()
+    assert set(heads["heads"]) == {"fire", "smoke", "flood"}
+    for head in heads["heads"].values():
+        assert len(head["weights"]) == 1280 and 0.5 <= head["threshold"] < 1.0
+    assert heads["recipe"]["false_alarm_budget"] and heads["training"]["sources"]
+    z = shipped_scene_embedder().embed(FRAME)
+    assert z.shape == (1280,) and np.isfinite(z).all()
+    assert scene_types(CameraConfig(id="c")) == ("fire", "smoke", "flood")
+    no_flood = CameraConfig.model_validate({"id": "c", "detectors": {"flood": {"verify": False}}})
+    assert scene_types(no_flood) == ("fire", "smoke")
+    assert set(build_verifiers(no_flood)[-1].model.heads) == {"fire", "smoke"}
+    smoke_only = CameraConfig.model_validate({"id": "c", "detectors": {
+        "fire": {"verify": False}, "flood": {"enabled": False}}})
+    chain = FrameAnalyzer(smoke_only, AlertSettings()).verifiers
+    assert [type(v).__name__ for v in chain] == ["SceneVerifier"] and set(chain[0].model.heads) == {"smoke"}
+
+
+def test_shipped_scene_model_alarms_on_the_synthetic_fire_not_on_the_quiet_street():
+    import cv2
+
+    from sample_media import load_scene
+
+    def render_scene(name: str, at_s: float) -> np.ndarray:
+        frames = load_scene(name)
+        start = frames[0][0]
+        _, jpeg = min(frames, key=lambda f: abs(f[0] - start - at_s))
+        return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+    heads = shipped_scene_heads()["heads"]
+    model = SceneModel(shipped_scene_embedder(), {
+        k: SceneHead(np.asarray(h["weights"], np.float32), h["bias"], h["threshold"]) for k, h in heads.items()})
+    fire = model.probabilities(render_scene("fire", 12.0))
+    quiet = model.probabilities(render_scene("quiet", 12.0))
+    assert fire["fire"] >= heads["fire"]["threshold"] > quiet["fire"]
+    assert quiet["flood"] < heads["flood"]["threshold"]
+
+
+def test_head_training_is_deterministic_and_keeps_types_it_cannot_fit_out():
+    pytest.importorskip("sklearn")
+    from pipeline.app.scene_fit import MediaEmbeddings, media_score, train_heads
+
+    rng = np.random.RandomState(0)
+
+    def media(i: int, fire: bool) -> MediaEmbeddings:
+        x = rng.normal(1.0 if fire else 0.0, 1.0, (6, 8)).astype(np.float32)
+        return MediaEmbeddings(f"m{i}", f"s{i % 5}", False, {"fire": fire, "smoke": None, "flood": False},
+                               np.arange(6.0), x, 0.0)
+
+    items = [media(i, i % 2 == 0) for i in range(20)]
+    a, b = train_heads(items), train_heads(items)
+    assert a == b and set(a["heads"]) == {"fire"} and set(a["skipped"]) == {"smoke", "flood"}
+    assert media_score(np.array([0.9, 0.1, 0.8, 0.7])) == pytest.approx(0.7)
+    assert media_score(np.array([0.6])) == pytest.approx(0.6)
+
+
+def test_backbone_export_refuses_other_weights(tmp_path):
+    from pipeline.app.backbone_export import BackboneError, export_backbone
+
+    bogus = tmp_path / "weights.pth"
+    bogus.write_bytes(b"not the weights")
+    with pytest.raises(BackboneError, match="SHA-256"):
+        export_backbone(bogus)
+    with pytest.raises(BackboneError, match="cannot be read"):
+        export_backbone(tmp_path / "missing.pth")
