@@ -5,12 +5,15 @@ An ImageNet-pretrained MobileNetV2 (``pipeline/models/scene_backbone.onnx``, run
 turns the frame into a 1280-number embedding, and one logistic head per event type, trained
 leave-one-source-out on real footage by ``citywatch train``, turns it into P(event).
 
-Cost control (one scoring is ~8 ms): a camera is scored on its first frame, then every
-``idle_step_s`` (:data:`IDLE_STEP_S`) of frame time, and every ``step_s`` (:data:`STEP_S`) while it
-is *armed*: the fire detector sees flame-coloured pixels, or a type scored at or above its
-threshold at the last scoring, or a type is on. A type turns on after :data:`CONFIRM`
-consecutive scorings at or above its threshold and off after as many below it, so one odd frame
-neither starts nor ends an incident. Between scorings the decision holds.
+Cost control (one scoring is ~8-12 ms on one core): a camera is scored on its first frame, then
+every ``idle_step_s`` (:data:`IDLE_STEP_S`) of frame time; every ``candidate_step_s``
+(:data:`CANDIDATE_STEP_S`) while the fire detector sees flame-coloured pixels (a street lamp at
+night stays a candidate for hours); and every ``step_s`` (:data:`STEP_S`) while a decision is
+being *confirmed*: a type scored on the other side of its threshold than its state. A type turns
+on after :data:`CONFIRM` consecutive scorings at or above its threshold and off after as many
+below it, so one odd frame neither starts nor ends an incident. Between scorings the decision
+holds; an ongoing event is re-checked at the idle pace. Scorings fall on a fixed grid of frame
+time (the first frame of each step-long slot), so replays of a stream score the same frames.
 
 Per type:
 - **fire**: on only where the fire detector is ready and sees flame-coloured pixels
@@ -39,8 +42,9 @@ from detectors.verifier import CANDIDATE_PCT
 
 EVENT_TYPES = ("fire", "smoke", "flood")
 INPUT_SIZE = 224  # px, square: the backbone's training size
-STEP_S = 2.0  # s of frame time between scorings of an armed camera
-IDLE_STEP_S = 20.0  # s of frame time between scorings otherwise (slow events: smoke, flood)
+STEP_S = 2.0  # s of frame time between scorings while a switch is being confirmed
+CANDIDATE_STEP_S = 6.0  # s between scorings while flame-coloured pixels are in view
+IDLE_STEP_S = 20.0  # s between scorings otherwise (slow events: smoke, flood; ongoing events)
 CONFIRM = 2  # consecutive scorings on the same side of the threshold that switch a type
 
 
@@ -113,25 +117,30 @@ class SceneVerifier:
     """Per-camera scene verification of fire, smoke and flood (see the module docstring)."""
 
     def __init__(self, model: SceneModel, step_s: float = STEP_S, idle_step_s: float = IDLE_STEP_S,
-                 confirm: int = CONFIRM) -> None:
+                 confirm: int = CONFIRM, candidate_step_s: float = CANDIDATE_STEP_S) -> None:
         self.model = model
         self.step_s, self.idle_step_s, self.confirm = step_s, idle_step_s, confirm
+        self.candidate_step_s = min(candidate_step_s, idle_step_s)
         self.scorings = 0
         self._last_ts: float | None = None
         self._states = {name: _TypeState() for name in model.heads}
 
-    def _armed(self, findings: list[Finding]) -> bool:
-        flames = any(f.type == "fire" and f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
-                     for f in findings)
-        return flames or any(s.on or s.above for s in self._states.values())
+    def _step(self, findings: list[Finding]) -> float:
+        if any(s.above and not s.on or s.below and s.on for s in self._states.values()):
+            return self.step_s  # confirming a switch
+        if any(f.type == "fire" and f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
+               for f in findings):
+            return self.candidate_step_s
+        return self.idle_step_s
 
     def _due(self, ts: float, findings: list[Finding]) -> bool:
         if self._last_ts is None:
             return True
-        elapsed = ts - self._last_ts
-        if elapsed < 0:  # time went back: a new stream
+        if ts < self._last_ts:  # time went back: a new stream
             return True
-        return elapsed >= (self.step_s if self._armed(findings) else self.idle_step_s)
+        # on a fixed grid of frame time, so two replays of a stream score the same frames
+        step = self._step(findings)
+        return math.floor(ts / step + 1e-9) > math.floor(self._last_ts / step + 1e-9)
 
     def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
         """``findings`` with fire, smoke and flood decided by the scene model."""

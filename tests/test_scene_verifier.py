@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detectors.base import Finding
-from detectors.scene import CONFIRM, IDLE_STEP_S, STEP_S, SceneHead, SceneModel, SceneVerifier
+from detectors.scene import CANDIDATE_STEP_S, CONFIRM, IDLE_STEP_S, STEP_S, SceneHead, SceneModel, SceneVerifier
 from pipeline.config.settings import AlertSettings, CameraConfig
 from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.processing.verifier_models import (
@@ -52,7 +52,7 @@ def _by_type(findings: list[Finding]) -> dict[str, Finding]:
     return {f.type: f for f in findings}
 
 
-def test_scores_first_frame_then_idle_steps_and_fast_steps_when_armed():
+def test_scores_first_frame_then_idle_steps_candidate_steps_and_fast_steps_to_confirm():
     model, embedder = _model([-5.0])  # every head far below its threshold
     verifier = SceneVerifier(model)
     for t in np.arange(0.0, 60.0, 0.5):
@@ -62,7 +62,13 @@ def test_scores_first_frame_then_idle_steps_and_fast_steps_when_armed():
     verifier = SceneVerifier(model)
     for t in np.arange(0.0, 60.0, 0.5):
         verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0))
-    assert embedder.calls == int(60 / STEP_S), "flame-coloured pixels arm the camera"
+    assert embedder.calls == int(60 / CANDIDATE_STEP_S), "flame-coloured pixels: a faster pace"
+    model, embedder = _model([-5.0, 5.0, 5.0, 5.0, 5.0, 5.0])
+    verifier = SceneVerifier(model)
+    for t in np.arange(0.0, 60.0, 0.5):
+        verifier.verify(FRAME, float(t), _findings())
+    # t=0 below; t=20 above -> confirmed at t=22 (STEP_S later); then the idle pace again
+    assert embedder.calls == 4 and STEP_S == 2.0 and IDLE_STEP_S == 20.0
 
 
 def test_a_type_switches_after_confirm_scorings_on_the_same_side():
