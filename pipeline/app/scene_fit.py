@@ -32,9 +32,7 @@ import numpy as np
 
 from detectors.scene import CONFIRM, EVENT_TYPES, Embedder
 from pipeline.app.evaluate.labels import truth
-from pipeline.app.evaluate.run import LabeledMedia, as_camera_sends_it, media_frames
-from pipeline.config.settings import CameraConfig, WorkerSettings
-from pipeline.processing.batch import decode_for_analysis
+from pipeline.app.evaluate.run import LabeledMedia
 
 FPS = 2.0
 FRAMES_PER_CLIP = 24
@@ -74,16 +72,9 @@ def embed_media(media: LabeledMedia, root: Path, embedder: Embedder,
     path = Path(root) / media.path
     if not path.exists():
         return None
-    camera = CameraConfig(id="train", fps=FPS)
-    max_pixels = WorkerSettings().max_frame_pixels
-    frames: list[tuple[float, np.ndarray]] = []
-    try:
-        for t, image in media_frames(path, FPS, media.is_still):
-            frames.append((t, decode_for_analysis(as_camera_sends_it(image), camera, max_pixels)))
-            if media.is_still:
-                break
-    except Exception:  # noqa: BLE001 - an unreadable media is left out of training, not fatal
-        return None
+    from pipeline.app.verifier_fit import worker_frames
+
+    frames = worker_frames(media, path, FPS)
     if not frames:
         return None
     picked = np.linspace(0, len(frames) - 1, min(FRAMES_PER_CLIP, len(frames))).round().astype(int)
@@ -190,23 +181,17 @@ class SceneTrainer:
 
         self.backbone = backbone if backbone is not None else _read(SCENE_BACKBONE, "scene backbone")
         self.embedder = OnnxEmbedder(self.backbone)
+        from pipeline.app.verifier_fit import MediaCache
+
         self.with_scenes = with_scenes
-        self._cache: dict[tuple[str, str], MediaEmbeddings | None] = {}
+        self._embeddings: MediaCache[MediaEmbeddings] = MediaCache(
+            lambda media, root, source: embed_media(media, root, self.embedder, source), with_scenes)
 
     def embeddings(self, media: LabeledMedia, root: Path, source: str | None = None) -> MediaEmbeddings | None:
-        key = (str(root), media.path)
-        if key not in self._cache:
-            self._cache[key] = embed_media(media, root, self.embedder, source)
-        return self._cache[key]
+        return self._embeddings.get(media, root, source)
 
     def items(self, train: list[LabeledMedia], root: Path) -> list[MediaEmbeddings]:
-        from pipeline.app.verifier_fit import synthetic_scenes
-
-        items = [self.embeddings(m, root) for m in train]
-        if self.with_scenes:
-            scenes, scene_root = synthetic_scenes()
-            items += [self.embeddings(m, scene_root, "synthetic") for m in scenes]
-        return [i for i in items if i is not None]
+        return self._embeddings.items(train, root)
 
     def __call__(self, train: list[LabeledMedia], root: Path) -> dict[str, Any]:
         return train_heads(self.items(train, root))

@@ -19,10 +19,10 @@ Recipe (all constants below; the seed fixes every random choice):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from detectors.fire_patches import FEATURES, candidate_rows
 from pipeline.app.evaluate.run import LabeledMedia, as_camera_sends_it, media_frames
 from pipeline.config.settings import CameraConfig, WorkerSettings
 from pipeline.processing.worker import decode_for_analysis
+
+T = TypeVar("T")
 
 SEED = 13
 HIDDEN = 24
@@ -63,6 +65,22 @@ def fire_label(media: LabeledMedia) -> int | None:
     return {"pos": 1, "neg": 0, "neg_tricky": 0}.get(media.fire)
 
 
+def worker_frames(media: LabeledMedia, path: Path, fps: float) -> list[tuple[float, np.ndarray]] | None:
+    """``(seconds, frame)`` of a media as the worker would analyse them (camera JPEG, reduced
+    decode) at ``fps``, one frame for a still; None if it cannot be read."""
+    camera = CameraConfig(id="train", fps=fps)
+    max_pixels = WorkerSettings().max_frame_pixels
+    frames: list[tuple[float, np.ndarray]] = []
+    try:
+        for t, image in media_frames(path, fps, media.is_still):
+            frames.append((t, decode_for_analysis(as_camera_sends_it(image), camera, max_pixels)))
+            if media.is_still:
+                break
+    except Exception:  # noqa: BLE001 - an unreadable media is left out of training, not fatal
+        return None
+    return frames
+
+
 def extract(media: LabeledMedia, root: Path, source: str | None = None) -> MediaRows | None:
     """Replay one media like the worker and keep its candidate patch rows; None if unlabelled for
     fire or unreadable."""
@@ -70,18 +88,11 @@ def extract(media: LabeledMedia, root: Path, source: str | None = None) -> Media
     path = Path(root) / media.path
     if label is None or not path.exists():
         return None
-    camera = CameraConfig(id="train", fps=FPS)
-    max_pixels = WorkerSettings().max_frame_pixels
     onset = (media.onset_s or 0.0) if label else 0.0
-    frames = []
-    try:
-        for t, image in media_frames(path, FPS, media.is_still):
-            if t + 1e-6 >= onset:
-                frames.append(decode_for_analysis(as_camera_sends_it(image), camera, max_pixels))
-            if media.is_still:
-                break
-    except Exception:  # noqa: BLE001 - an unreadable media is left out of training, not fatal
+    replayed = worker_frames(media, path, FPS)
+    if replayed is None:
         return None
+    frames = [frame for t, frame in replayed if t + 1e-6 >= onset]
     if not frames:
         return None
     if len(frames) > FRAMES_PER_CLIP:
@@ -218,6 +229,29 @@ def synthetic_scenes() -> tuple[list[LabeledMedia], Path]:
     return read_labels(root / "labels.csv"), root
 
 
+class MediaCache(Generic[T]):
+    """What ``extract(media, root, source)`` gives per media, computed once per (root, path); and
+    the training set of a fold: its media plus, with ``with_scenes``, the synthetic scenes."""
+
+    def __init__(self, extract: Callable[[LabeledMedia, Path, str | None], T | None], with_scenes: bool) -> None:
+        self._extract = extract
+        self.with_scenes = with_scenes
+        self._cache: dict[tuple[str, str], T | None] = {}
+
+    def get(self, media: LabeledMedia, root: Path, source: str | None = None) -> T | None:
+        key = (str(root), media.path)
+        if key not in self._cache:
+            self._cache[key] = self._extract(media, root, source)
+        return self._cache[key]
+
+    def items(self, train: list[LabeledMedia], root: Path) -> list[T]:
+        items = [self.get(m, root) for m in train]
+        if self.with_scenes:
+            scenes, scene_root = synthetic_scenes()
+            items += [self.get(m, scene_root, "synthetic") for m in scenes]
+        return [i for i in items if i is not None]
+
+
 class VerifierTrainer:
     """Fits the fire patch verifier and the scene heads on the media it is given (plus the
     synthetic scenes) and returns the analyzer factory that uses them: the ``Trainer`` of
@@ -227,24 +261,17 @@ class VerifierTrainer:
     def __init__(self, with_scenes: bool = True, scene: Any = None) -> None:
         from pipeline.app.scene_fit import SceneTrainer
 
-        self._cache: dict[tuple[str, str], MediaRows | None] = {}
+        self._rows = MediaCache(extract, with_scenes)
         self.with_scenes = with_scenes
         self.scene = scene if scene is not None else SceneTrainer(with_scenes=with_scenes)
         self.trained: list[TrainedFire] = []
         self.scene_heads: list[dict[str, Any]] = []
 
     def rows(self, media: LabeledMedia, root: Path, source: str | None = None) -> MediaRows | None:
-        key = (str(root), media.path)
-        if key not in self._cache:
-            self._cache[key] = extract(media, root, source)
-        return self._cache[key]
+        return self._rows.get(media, root, source)
 
     def items(self, train: list[LabeledMedia], root: Path) -> list[MediaRows]:
-        items = [self.rows(m, root) for m in train]
-        if self.with_scenes:
-            scenes, scene_root = synthetic_scenes()
-            items += [self.rows(m, scene_root, "synthetic") for m in scenes]
-        return [i for i in items if i is not None]
+        return self._rows.items(train, root)
 
     def __call__(self, train: list[LabeledMedia], root: Path) -> Any:
         from pipeline.processing.analysis import FrameAnalyzer
