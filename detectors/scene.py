@@ -55,8 +55,9 @@ class Embedder(Protocol):
 
 
 class OnnxEmbedder:
-    """The backbone exported to ONNX, run with ``cv2.dnn`` on a BGR uint8 frame of any size (one
-    net per camera: OpenCV nets are not shared between threads). The graph normalises itself."""
+    """The backbone exported to ONNX, run with ``cv2.dnn`` on a BGR uint8 frame of any size. An
+    OpenCV net must not run in two threads at once: the pipeline shares one per process behind a
+    lock. The graph normalises its input itself."""
 
     def __init__(self, onnx: bytes) -> None:
         self.net = cv2.dnn.readNetFromONNX(np.frombuffer(onnx, np.uint8))
@@ -157,16 +158,9 @@ class SceneVerifier:
     def _decide(self, f: Finding, live: bool) -> Finding:
         state = self._states[f.type]
         measurements = {**f.measurements, "scene_p": round(state.p, 4)}
-        if f.type == "smoke":
-            ready = live
-            gate = True
-        elif f.type == "fire":
-            ready = f.ready
-            gate = f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
-        else:  # flood: a road must be in view
-            ready = f.ready
-            gate = True
-        active = ready and gate and state.on
+        ready = live if f.type == "smoke" else f.ready  # flood: ready = a road is in view
+        flames = f.type != "fire" or f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
+        active = ready and flames and state.on
         confidence = round(state.p, 4) if active else 0.0
         return replace(f, active=active, confidence=confidence, ready=ready,
                        boxes=f.boxes if active else (), measurements=measurements)

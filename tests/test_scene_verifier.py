@@ -174,3 +174,15 @@ def test_backbone_export_refuses_other_weights(tmp_path):
         export_backbone(bogus)
     with pytest.raises(BackboneError, match="cannot be read"):
         export_backbone(tmp_path / "missing.pth")
+
+
+def test_a_type_the_heads_do_not_cover_is_left_to_the_classical_cues():
+    from pipeline.processing.verifier_models import camera_verifiers, shipped_fire_model
+
+    camera = CameraConfig(id="c")
+    flood_only = {"heads": {"flood": shipped_scene_heads()["heads"]["flood"]}}
+    chain = camera_verifiers(camera, shipped_fire_model(), ScriptedEmbedder([0.0]), flood_only)
+    assert [type(v).__name__ for v in chain] == ["FireVerifier", "SceneVerifier"]
+    assert chain[0].decide is True and set(chain[1].model.heads) == {"flood"}
+    chain = camera_verifiers(camera, shipped_fire_model(), ScriptedEmbedder([0.0]), {"heads": {}})
+    assert [type(v).__name__ for v in chain] == ["FireVerifier"] and chain[0].decide is True

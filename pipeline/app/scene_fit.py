@@ -30,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from detectors.scene import CONFIRM, EVENT_TYPES, Embedder
+from detectors.scene import CONFIRM, EVENT_TYPES, Embedder, OnnxEmbedder
 from pipeline.app.evaluate.labels import truth
 from pipeline.app.evaluate.run import LabeledMedia
+from pipeline.app.verifier_fit import MediaCache, worker_frames
+from pipeline.processing.verifier_models import SCENE_BACKBONE, read_model
 
 FPS = 2.0
 FRAMES_PER_CLIP = 24
@@ -72,8 +74,6 @@ def embed_media(media: LabeledMedia, root: Path, embedder: Embedder,
     path = Path(root) / media.path
     if not path.exists():
         return None
-    from pipeline.app.verifier_fit import worker_frames
-
     frames = worker_frames(media, path, FPS)
     if not frames:
         return None
@@ -176,14 +176,8 @@ class SceneTrainer:
     cached per media, so the folds of `citywatch evaluate` run each file through the backbone once."""
 
     def __init__(self, backbone: bytes | None = None, with_scenes: bool = True) -> None:
-        from detectors.scene import OnnxEmbedder
-        from pipeline.processing.verifier_models import SCENE_BACKBONE, _read
-
-        self.backbone = backbone if backbone is not None else _read(SCENE_BACKBONE, "scene backbone")
+        self.backbone = backbone if backbone is not None else read_model(SCENE_BACKBONE, "scene backbone")
         self.embedder = OnnxEmbedder(self.backbone)
-        from pipeline.app.verifier_fit import MediaCache
-
-        self.with_scenes = with_scenes
         self._embeddings: MediaCache[MediaEmbeddings] = MediaCache(
             lambda media, root, source: embed_media(media, root, self.embedder, source), with_scenes)
 

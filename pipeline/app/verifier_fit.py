@@ -262,7 +262,6 @@ class VerifierTrainer:
         from pipeline.app.scene_fit import SceneTrainer
 
         self._rows = MediaCache(extract, with_scenes)
-        self.with_scenes = with_scenes
         self.scene = scene if scene is not None else SceneTrainer(with_scenes=with_scenes)
         self.trained: list[TrainedFire] = []
         self.scene_heads: list[dict[str, Any]] = []

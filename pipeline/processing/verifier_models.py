@@ -35,13 +35,12 @@ class ModelError(RuntimeError):
 @lru_cache(maxsize=1)
 def shipped_fire_model() -> tuple[bytes, dict[str, Any]]:
     """The ONNX bytes and the manifest of the shipped fire verifier."""
-    folder = resources.files("pipeline") / "models"
+    onnx = read_model(FIRE_MODEL, "fire verifier")
     try:
-        onnx = (folder / FIRE_MODEL).read_bytes()
-        manifest = json.loads((folder / FIRE_MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"shipped fire verifier pipeline/models/{FIRE_MODEL} cannot be read: {exc} "
-                         "(run `citywatch train` or set detectors.fire.verify: false)") from None
+        manifest = json.loads(read_model(FIRE_MANIFEST, "fire verifier manifest").decode("utf-8"))
+    except ValueError as exc:
+        raise ModelError(f"shipped fire verifier manifest pipeline/models/{FIRE_MANIFEST} is not valid JSON: "
+                         f"{exc}") from None
     return onnx, manifest
 
 
@@ -52,7 +51,8 @@ def fire_verifier_model(onnx: bytes, manifest: dict[str, Any]) -> FireVerifierMo
                              live_threshold=float(t["live"]))
 
 
-def _read(name: str, what: str) -> bytes:
+def read_model(name: str, what: str) -> bytes:
+    """The bytes of ``pipeline/models/NAME``; :class:`ModelError` naming it if it cannot be read."""
     try:
         return (resources.files("pipeline") / "models" / name).read_bytes()
     except OSError as exc:
@@ -75,14 +75,14 @@ class LockedEmbedder:
 @lru_cache(maxsize=1)
 def shipped_scene_embedder() -> LockedEmbedder:
     """The process's backbone net, from the shipped ONNX file."""
-    return LockedEmbedder(_read(SCENE_BACKBONE, "scene backbone"))
+    return LockedEmbedder(read_model(SCENE_BACKBONE, "scene backbone"))
 
 
 @lru_cache(maxsize=1)
 def shipped_scene_heads() -> dict[str, Any]:
     """The manifest of the shipped scene heads."""
     try:
-        return dict(json.loads(_read(SCENE_HEADS, "scene heads").decode("utf-8")))
+        return dict(json.loads(read_model(SCENE_HEADS, "scene heads").decode("utf-8")))
     except ValueError as exc:
         raise ModelError(f"shipped scene heads pipeline/models/{SCENE_HEADS} are not valid JSON: {exc}") from None
 
@@ -104,14 +104,17 @@ def scene_model(embedder: Any, manifest: dict[str, Any], types: tuple[str, ...])
 def camera_verifiers(camera: CameraConfig, fire_model: tuple[bytes, dict[str, Any]] | None,
                      embedder: Any, heads: dict[str, Any]) -> list[FireVerifier | SceneVerifier]:
     """The verifier chain of a camera: the fire patch verifier (annotating only when the scene
-    verifier decides fire), then the scene verifier of its types."""
+    verifier decides fire), then the scene verifier of its types that the heads cover (a type
+    without a head is left to the classical cues)."""
     types = scene_types(camera)
+    model = scene_model(embedder, heads, types) if types else None
     chain: list[FireVerifier | SceneVerifier] = []
     fire = camera.detectors.fire
     if fire_model is not None and fire.enabled and fire.verify:
-        chain.append(FireVerifier(fire_verifier_model(*fire_model), decide="fire" not in types))
-    if types:
-        chain.append(SceneVerifier(scene_model(embedder, heads, types)))
+        decides_fire = model is not None and "fire" in model.heads
+        chain.append(FireVerifier(fire_verifier_model(*fire_model), decide=not decides_fire))
+    if model is not None and model.heads:
+        chain.append(SceneVerifier(model))
     return chain
 
 

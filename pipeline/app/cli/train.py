@@ -27,7 +27,7 @@ def _sha256(path: Path) -> str:
 def train_command(
     labels: Path = typer.Argument(..., help="Labels CSV (e.g. ../shared/footage/labels.csv)"),
     root: Path | None = typer.Option(None, "--root", help="Folder the labelled paths are relative to (default: the CSV's)"),
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Folder to write fire_verifier.onnx and fire_verifier.json"),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Folder to write fire_verifier.onnx/.json and scene_heads.json (and scene_backbone.onnx with --backbone-weights)"),
     scenes: bool = typer.Option(True, "--scenes/--no-scenes", help="Add the project's synthetic scenes to the data"),
     backbone_weights: Path | None = typer.Option(
         None, "--backbone-weights",
