@@ -7,13 +7,17 @@ leave-one-source-out on real footage by ``citywatch train``, turns it into P(eve
 
 Cost control (one scoring is ~8-12 ms on one core): a camera is scored on its first frame, then
 every ``idle_step_s`` (:data:`IDLE_STEP_S`) of frame time; every ``candidate_step_s``
-(:data:`CANDIDATE_STEP_S`) while the fire detector sees flame-coloured pixels (a street lamp at
-night stays a candidate for hours); and every ``step_s`` (:data:`STEP_S`) while a decision is
+(:data:`CANDIDATE_STEP_S`) while the fire detector sees flame-coloured pixels, until fire and smoke
+are both on (a street lamp at night stays a candidate for hours); and every ``step_s`` (:data:`STEP_S`) while a decision is
 being *confirmed*: a type scored on the other side of its threshold than its state. A type turns
 on after :data:`CONFIRM` consecutive scorings at or above its threshold and off after as many
 below it, so one odd frame neither starts nor ends an incident. Between scorings the decision
 holds; an ongoing event is re-checked at the idle pace. Scorings fall on a fixed grid of frame
 time (the first frame of each step-long slot), so replays of a stream score the same frames.
+A *scene change* also rescores, at most every ``step_s``: a camera turned to a new view, a cut in a
+news feed, water or smoke filling the view. It is measured on a 16x9 grey thumbnail against the thumbnail of the
+last scoring: the median cell changed by :data:`CHANGE_LEVELS` grey levels or more, so most of the
+view must change (a ~0.07 ms test); traffic passing a fixed camera changes a few cells only.
 
 Per type:
 - **fire**: on only where the fire detector is ready and sees flame-coloured pixels
@@ -46,6 +50,8 @@ STEP_S = 2.0  # s of frame time between scorings while a switch is being confirm
 CANDIDATE_STEP_S = 6.0  # s between scorings while flame-coloured pixels are in view
 IDLE_STEP_S = 20.0  # s between scorings otherwise (slow events: smoke, flood; ongoing events)
 CONFIRM = 2  # consecutive scorings on the same side of the threshold that switch a type
+CHANGE_LEVELS = 24.0  # median absolute grey-level change of the thumbnail cells that makes a new scene
+THUMBNAIL = (16, 9)  # px (w, h) of the grey thumbnail the scene-change test compares
 
 
 class Embedder(Protocol):
@@ -124,31 +130,43 @@ class SceneVerifier:
         self.candidate_step_s = min(candidate_step_s, idle_step_s)
         self.scorings = 0
         self._last_ts: float | None = None
+        self._thumbnail: np.ndarray | None = None
         self._states = {name: _TypeState() for name in model.heads}
 
     def _step(self, findings: list[Finding]) -> float:
         if any(s.above and not s.on or s.below and s.on for s in self._states.values()):
             return self.step_s  # confirming a switch
-        if any(f.type == "fire" and f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
-               for f in findings):
-            return self.candidate_step_s
+        burning = [self._states[t].on for t in ("fire", "smoke") if t in self._states]
+        if not (burning and all(burning)) and any(
+                f.type == "fire" and f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT for f in findings):
+            return self.candidate_step_s  # a fire or its smoke may be starting; once both are on: idle
         return self.idle_step_s
 
-    def _due(self, ts: float, findings: list[Finding]) -> bool:
-        if self._last_ts is None:
+    def _due(self, ts: float, findings: list[Finding], thumbnail: np.ndarray) -> bool:
+        if self._last_ts is None or self._thumbnail is None:
             return True
         if ts < self._last_ts:  # time went back: a new stream
             return True
         # on a fixed grid of frame time, so two replays of a stream score the same frames
         step = self._step(findings)
-        return math.floor(ts / step + 1e-9) > math.floor(self._last_ts / step + 1e-9)
+        if math.floor(ts / step + 1e-9) > math.floor(self._last_ts / step + 1e-9):
+            return True
+        return ts - self._last_ts >= self.step_s - 1e-9 and \
+            float(np.median(cv2.absdiff(thumbnail, self._thumbnail))) >= CHANGE_LEVELS
+
+    @staticmethod
+    def thumbnail(frame: np.ndarray) -> np.ndarray:
+        """The grey thumbnail the scene-change test compares."""
+        small = cv2.resize(frame, THUMBNAIL, interpolation=cv2.INTER_AREA)  # area means, then grey: cheap
+        return small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
 
     def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
         """``findings`` with fire, smoke and flood decided by the scene model."""
-        if self._due(ts, findings):
+        thumbnail = self.thumbnail(frame)
+        if self._due(ts, findings, thumbnail):
             for name, p in self.model.probabilities(frame).items():
                 self._states[name].update(p, self.model.heads[name].threshold, self.confirm)
-            self._last_ts = ts
+            self._last_ts, self._thumbnail = ts, thumbnail
             self.scorings += 1
         fire = next((f for f in findings if f.type == "fire"), None)
         live = self.scorings > 0 if fire is None else \

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from detectors.base import Finding
-from detectors.scene import CANDIDATE_STEP_S, CONFIRM, IDLE_STEP_S, STEP_S, SceneHead, SceneModel, SceneVerifier
+from detectors.scene import (
+    CANDIDATE_STEP_S,
+    CHANGE_LEVELS,
+    CONFIRM,
+    IDLE_STEP_S,
+    STEP_S,
+    SceneHead,
+    SceneModel,
+    SceneVerifier,
+)
 from pipeline.config.settings import AlertSettings, CameraConfig
 from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.processing.verifier_models import (
@@ -98,6 +107,42 @@ def test_fire_needs_flame_colour_and_flood_needs_a_road():
     out = _by_type(verifier.verify(FRAME, 5.0, _findings(candidate_pct=1.0, static=True)))
     assert out["fire"].active and not out["smoke"].ready and not out["smoke"].active, \
         "a still or frozen stream is not judged for smoke"
+
+
+def test_an_ongoing_fire_is_rechecked_at_the_idle_pace():
+    model, embedder = _model([5.0], types=("fire", "smoke"))  # fire and smoke, confirmed at t=0 and t=STEP_S
+    verifier = SceneVerifier(model)
+    for t in np.arange(0.0, 62.0, 0.5):
+        out = _by_type(verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0)))
+    assert out["fire"].active
+    # t=0, t=2 (confirmed), then only t=20, 40, 60: not every CANDIDATE_STEP_S while it burns
+    assert embedder.calls == 2 + int(60 / IDLE_STEP_S) and CANDIDATE_STEP_S < IDLE_STEP_S
+    embedder = ScriptedEmbedder([5.0])  # fire on, smoke off (its head's bias holds it down)
+    heads = {"fire": SceneHead(np.ones(1, np.float32), 0.0, 0.5), "smoke": SceneHead(np.ones(1, np.float32), -10.0, 0.5)}
+    verifier = SceneVerifier(SceneModel(embedder, heads))
+    for t in np.arange(0.0, 62.0, 0.5):
+        out = _by_type(verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0)))
+    assert out["fire"].active and not out["smoke"].active
+    assert embedder.calls == 2 + int(60 / CANDIDATE_STEP_S), "smoke may still start: every CANDIDATE_STEP_S"
+
+
+def test_a_new_view_is_rescored_at_once_but_passing_traffic_is_not():
+    model, embedder = _model([-5.0])
+    verifier = SceneVerifier(model)
+    street = np.full((90, 160, 3), 90, np.uint8)
+    verifier.verify(street, 0.0, _findings())
+    car = street.copy()
+    car[40:60, 20:50] = 250  # a bright car over a few thumbnail cells
+    for t in (2.0, 3.0, 4.0):
+        verifier.verify(car, t, _findings())
+    assert embedder.calls == 1, "a car crossing a fixed view is not a new scene"
+    new_view = np.full((90, 160, 3), 90 + int(CHANGE_LEVELS) + 10, np.uint8)
+    verifier.verify(new_view, 5.0, _findings())
+    assert embedder.calls == 2, "most of the view changed: scored at once, not at the next idle step"
+    verifier.verify(np.zeros_like(street), 6.0, _findings())
+    assert embedder.calls == 2, "at most one scene-change scoring per STEP_S"
+    verifier.verify(np.zeros_like(street), 7.0, _findings())
+    assert embedder.calls == 3
 
 
 def test_time_going_back_rescores():
