@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import cast
 
 import cv2
 import numpy as np
@@ -142,7 +143,7 @@ def level_of_service(occupancy: float, fast: float, heavy: float, medium: float,
 class CongestionDetector:
     """Per-camera congestion detector: one ``congestion`` Finding per frame, graded by LOS."""
 
-    event_types = ("congestion",)
+    event_types: tuple[str, ...] = ("congestion",)
 
     def __init__(self, settings: CongestionSettings | None = None) -> None:
         self.settings = settings or CongestionSettings()
@@ -218,7 +219,7 @@ class CongestionDetector:
         of the frame changed (camera moved, lights)."""
         vegetation, self._grey_lit = colour_masks(small)
         self._not_plants = cv2.subtract(self._mask, vegetation)
-        self._asphalt_zone = None  # worked out when first needed
+        self._asphalt_zone: np.ndarray | None = None  # worked out when first needed
         self._masks_ts = ts
         self._lanes_key = None
 
@@ -299,7 +300,7 @@ class CongestionDetector:
         if los == 5 and (rigid < s.min_rigidity or surface < s.min_road_surface_pct / 100):
             los = 4  # dense and slow, but not like vehicles on a road (flames, foliage, smoke)
         self._jam_since = (self._jam_since if self._jam_since is not None else ts) if los == 5 else None
-        active = los == 5 and ts - self._jam_since >= s.jam_hold_s
+        active = los == 5 and ts - cast(float, self._jam_since) >= s.jam_hold_s  # set above when los == 5
         if los <= 2 and motion.fast >= FREE_FLOW and motion.spots >= MIN_FREE_SPOTS:
             self._learn_structure(texture, ts)  # free flow: what stays textured is the road's
         meas.update(occupancy_pct=round(100 * occupancy, 2), los=float(los),

@@ -6,7 +6,7 @@ counted with ``cv2.countNonZero`` without conversions."""
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -49,9 +49,9 @@ ALIKE_SHARE = 0.35  # ... or this fraction of the shift, whichever is larger
 # starting from their flow.
 _CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 0.03)
 _WINDOW = (9, 9)
-_LK_COARSE = {"winSize": _WINDOW, "maxLevel": 2, "criteria": _CRITERIA}
-_LK_FINE = {"winSize": _WINDOW, "maxLevel": 0, "criteria": _CRITERIA,
-            "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
+_LK_COARSE: dict[str, Any] = {"winSize": _WINDOW, "maxLevel": 2, "criteria": _CRITERIA}
+_LK_FINE: dict[str, Any] = {"winSize": _WINDOW, "maxLevel": 0, "criteria": _CRITERIA,
+                            "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
 
 
 def count(mask: np.ndarray) -> int:

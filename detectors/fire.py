@@ -96,7 +96,7 @@ def _shift(sensitivity: float) -> float:
 class FireDetector:
     """Per-camera fire and smoke detector: ``detect(frame, ts)`` -> [fire Finding, smoke Finding]."""
 
-    event_types = ("fire", "smoke")
+    event_types: tuple[str, ...] = ("fire", "smoke")
 
     def __init__(self, fire: FireSettings | None = None, smoke: SmokeSettings | None = None) -> None:
         self.fire = fire or FireSettings()

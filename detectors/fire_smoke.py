@@ -130,6 +130,7 @@ class SmokeHaze:
         """Per cell of the background: gradient sum and centred squared norm, and the background as
         float64 (they change only when the background does)."""
         if not self._bg_terms:
+            assert self.bg_grad is not None  # update() sets the background before asking
             bg = self.bg_grad.astype(np.float64)
             b1 = self._cell_sums(bg)
             bb = self._cell_sums(bg * bg) - b1 * b1 / (self.cell * self.cell)
@@ -158,6 +159,7 @@ class SmokeHaze:
         if self.bg_grad is None:
             self._set_background(grad)
             self.first_ts = ts
+        assert self.bg_grad is not None  # set just above; a scene change below sets it again
         b1, bb, bg = self._background_terms()
         g = grad.astype(np.float64)
         s1 = self._cell_sums(g)

@@ -120,7 +120,7 @@ class FloodSettings(DetectorSettings):
 class FloodDetector:
     """Standing water on the road: flooded share, water-level index and boxes, per camera."""
 
-    event_types = ("flood",)
+    event_types: tuple[str, ...] = ("flood",)
 
     def __init__(self, settings: FloodSettings | None = None) -> None:
         self.settings = settings or FloodSettings()
@@ -284,7 +284,7 @@ class FloodDetector:
                 for x, y, w, h in boxes[:MAX_BOXES]]
         return [Finding("flood", self.active, round(confidence, 3), measurements, tuple(norm))]
 
-    def _change_levels(self, reference: DryReference) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _change_levels(self, reference: DryReference) -> tuple[np.ndarray, ...]:
         """Per cell, from the dry reference (kept until it takes its next sample): the texture
         below which texture counts as lost, the orientation above which ripples appeared (also
         above the absolute ripple rule), and where no pond lies."""

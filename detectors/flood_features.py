@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -149,7 +150,7 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tup
     keep[0] = False
     kept = np.flatnonzero(keep)
     kept = kept[np.argsort(-stats[kept, cv2.CC_STAT_AREA], kind="stable")]
-    boxes = [tuple(int(v) for v in stats[i, :4]) for i in kept]
+    boxes = cast(list[tuple[int, int, int, int]], [tuple(int(v) for v in stats[i, :4]) for i in kept])
     if kept.size == count - 1:  # nothing dropped (also: nothing there)
         return m > 0, boxes
     if kept.size > 8:
@@ -195,17 +196,20 @@ class DryReference:
     def texture(self) -> np.ndarray:
         """The reference texture map (same units as ``WaterMaps.texture``)."""
         if self._texture is None:
+            assert self._log_texture is not None  # read only once mature
             self._texture = np.exp(self._log_texture) - self.TEXTURE_FLOOR
         return self._texture
 
     @property
     def orientation(self) -> np.ndarray:
         """The reference orientation map."""
+        assert self._orientation is not None  # read only once mature
         return self._orientation
 
     @property
     def puddles(self) -> np.ndarray:
         """Where sky-mirror puddles belong to the dry scene (bool map)."""
+        assert self._puddles is not None  # read only once mature
         return self._puddles > self.PUDDLE_SHARE
 
     def update(self, texture: np.ndarray, orientation: np.ndarray, ts: float,
@@ -227,6 +231,8 @@ class DryReference:
                 self._warmup = []
             return
         step = self.MIN_INTERVAL_S / self.span_s  # a change of 1 (log texture) takes ~span_s
+        # mature: the warm-up median set all three maps at once
+        assert self._log_texture is not None and self._orientation is not None and self._puddles is not None
         _nudge(self._log_texture, log_texture, step)
         _nudge(self._orientation, orientation, step)
         if (puddles is not None and puddles.any()) or self._puddles.any():  # else all stay 0

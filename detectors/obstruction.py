@@ -51,7 +51,7 @@ class ObstructionSettings(DetectorSettings):
 class ObstructionDetector:
     """Per-camera obstruction detector: covered/dark, blurred against its own baseline, frozen."""
 
-    event_types = (EVENT_TYPE,)
+    event_types: tuple[str, ...] = (EVENT_TYPE,)
 
     def __init__(self, settings: ObstructionSettings | None = None) -> None:
         self.settings = settings or ObstructionSettings()
