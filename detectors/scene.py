@@ -7,17 +7,18 @@ leave-one-source-out on real footage by ``citywatch train``, turns it into P(eve
 
 Cost control (one scoring is ~8-12 ms on one core): a camera is scored on its first frame, then
 every ``idle_step_s`` (:data:`IDLE_STEP_S`) of frame time; every ``candidate_step_s``
-(:data:`CANDIDATE_STEP_S`) while the fire detector sees flame-coloured pixels, until fire and smoke
-are both on (a street lamp at night stays a candidate for hours); and every ``step_s`` (:data:`STEP_S`) while a decision is
-being *confirmed*: a type scored on the other side of its threshold than its state. A type turns
-on after :data:`CONFIRM` consecutive scorings at or above its threshold and off after as many
-below it, so one odd frame neither starts nor ends an incident. Between scorings the decision
-holds; an ongoing event is re-checked at the idle pace. Scorings fall on a fixed grid of frame
-time (the first frame of each step-long slot), so replays of a stream score the same frames.
-A *scene change* also rescores, at most every ``step_s``: a camera turned to a new view, a cut in a
-news feed, water or smoke filling the view. It is measured on a 16x9 grey thumbnail against the thumbnail of the
-last scoring: the median cell changed by :data:`CHANGE_LEVELS` grey levels or more, so most of the
-view must change (a ~0.07 ms test); traffic passing a fixed camera changes a few cells only.
+(:data:`CANDIDATE_STEP_S`) while the fire detector sees flame-coloured pixels, until fire and
+smoke are both on (a street lamp at night stays a candidate for hours); and every ``step_s``
+(:data:`STEP_S`) while a decision is being *confirmed*: a type scored on the other side of its
+threshold than its state. A type turns on after :data:`CONFIRM` consecutive scorings at or above
+its threshold and off after as many below it, so one odd frame neither starts nor ends an
+incident. Between scorings the decision holds; an ongoing event is re-checked at the idle pace.
+Scorings fall on a fixed grid of frame time (the first frame of each step-long slot), so replays
+of a stream score the same frames. A *scene change* also rescores, at most every ``step_s``: a
+camera turned to a new view, a cut in a news feed, smoke filling the view. It is measured on a
+16x9 grey thumbnail against the thumbnail of the last scoring: the median cell changed by
+:data:`CHANGE_LEVELS` grey levels or more, so most of the view must change (a ~0.07 ms test);
+traffic passing a fixed camera changes a few cells only.
 
 Per type:
 - **fire**: on only where the fire detector is ready and sees flame-coloured pixels
