@@ -8,7 +8,8 @@ leave-one-source-out on real footage by ``citywatch train``, turns it into P(eve
 Cost control (one scoring is ~8-12 ms on one core): a camera is scored on its first frame, then
 every ``idle_step_s`` (:data:`IDLE_STEP_S`) of frame time; every ``candidate_step_s``
 (:data:`CANDIDATE_STEP_S`) while the fire detector sees flame-coloured pixels, until fire and
-smoke are both on (a street lamp at night stays a candidate for hours); and every ``step_s``
+smoke are both on (a street lamp at night stays a candidate for hours), or while the classical
+flood cues call water that the scene has not confirmed; and every ``step_s``
 (:data:`STEP_S`) while a decision is being *confirmed*: a type scored on the other side of its
 threshold than its state. A type turns on after :data:`CONFIRM` consecutive scorings at or above
 its threshold and off after as many below it, so one odd frame neither starts nor ends an
@@ -141,6 +142,9 @@ class SceneVerifier:
         if not (burning and all(burning)) and any(
                 f.type == "fire" and f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT for f in findings):
             return self.candidate_step_s  # a fire or its smoke may be starting; once both are on: idle
+        flood = self._states.get("flood")
+        if flood is not None and not flood.on and any(f.type == "flood" and f.active for f in findings):
+            return self.candidate_step_s  # the classical water cues propose a flood
         return self.idle_step_s
 
     def _due(self, ts: float, findings: list[Finding], thumbnail: np.ndarray) -> bool:

@@ -126,6 +126,41 @@ def test_an_ongoing_fire_is_rechecked_at_the_idle_pace():
     assert embedder.calls == 2 + int(60 / CANDIDATE_STEP_S), "smoke may still start: every CANDIDATE_STEP_S"
 
 
+def test_classical_water_cues_raise_the_flood_pace_until_the_scene_confirms():
+    model, embedder = _model([-5.0], types=("flood",))
+    verifier = SceneVerifier(model)
+    water = _findings()
+    water[2] = Finding("flood", True, 0.6, ready=True)  # the classical cues call water
+    for t in np.arange(0.0, 60.0, 0.5):
+        verifier.verify(FRAME, float(t), water)
+    assert embedder.calls == int(60 / CANDIDATE_STEP_S), "proposed by the water cues: every CANDIDATE_STEP_S"
+    model, embedder = _model([5.0], types=("flood",))
+    verifier = SceneVerifier(model)
+    for t in np.arange(0.0, 60.5, 0.5):
+        out = _by_type(verifier.verify(FRAME, float(t), water))
+    assert out["flood"].active and embedder.calls == 2 + int(60 / IDLE_STEP_S), "confirmed: the idle pace again"
+
+
+@pytest.mark.parametrize("phase", [0.0, 6.0, 11.5, 12.5, 13.0, 18.0])
+def test_the_sample_flood_scene_alarms_whatever_the_phase_of_the_idle_grid(phase):
+    """Frame times are wall-clock times, so the 20 s scoring grid falls anywhere in a stream; the
+    synthetic flood (water rising through 30 s) must alarm at every phase (at 11.5-13.25 s it did
+    not, before the classical water cues raised the pace)."""
+    from pipeline.config.settings import WorkerSettings
+    from pipeline.processing.batch import decode_for_analysis
+    from sample_media import load_scene
+
+    camera = CameraConfig(id="c", fps=2.0)
+    analyzer = FrameAnalyzer(camera, AlertSettings())
+    base = 1_764_800_000.0 + phase  # a multiple of IDLE_STEP_S plus the phase
+    assert base % IDLE_STEP_S == phase
+    starts = []
+    for ts, jpeg in load_scene("flood"):
+        frame = decode_for_analysis(jpeg, camera, WorkerSettings().max_frame_pixels)
+        starts += [e for e in analyzer.analyze(frame, base + ts)[1] if e.type == "flood" and e.state == "start"]
+    assert len(starts) == 1
+
+
 def test_a_new_view_is_rescored_at_once_but_passing_traffic_is_not():
     model, embedder = _model([-5.0])
     verifier = SceneVerifier(model)
