@@ -4,6 +4,7 @@ restarted during a watch. Nothing is lost, no frame is skipped, no incident star
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -34,6 +35,19 @@ from tests.faults_support import (
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SCENES = {"cam-fire": "fire", "cam-flood": "flood", "cam-traffic": "traffic", "cam-quiet": "quiet"}
+
+
+def _wait_writable(s3, bucket: str, timeout_s: float = 60.0) -> None:
+    """Until a put succeeds (a probe key outside every camera's prefix)."""
+    client, deadline = s3.client(), time.monotonic() + timeout_s
+    while True:
+        try:
+            client.put_object(bucket, "probe/writable", io.BytesIO(b"x"), 1)
+            return
+        except Exception:  # noqa: BLE001 - not writable yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _upload(config, scenes: dict[str, str], start: float) -> dict[str, list[str]]:
@@ -196,6 +210,8 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
         mqtt_broker, tmp_path, caplog):
     tag = uuid.uuid4().hex[:8]
     s3 = EmbeddedS3(port=free_port()).start()
+    stop = threading.Event()
+    thread: threading.Thread | None = None
     try:
         config_path, config = write_config(tmp_path, s3_url=s3.url, mqtt_url=mqtt_broker, prefix=f"cws3-{tag}",
                                            cameras=["cam-fire", "cam-quiet", "cam-flood"], worker_name=f"s3-{tag}",
@@ -206,7 +222,6 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
         worker = build_worker(config)
         worker.frames.retry_for_s = 2.0
         caplog.set_level(logging.INFO, logger="pipeline")
-        stop = threading.Event()
         cycles: list = []
 
         def watch() -> None:
@@ -227,6 +242,7 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
         during = len(cycles) - outage_started
         processed_during = counters().get("frames_processed", 0)
         s3.start()
+        _wait_writable(s3, config.s3.frames_bucket)  # a restarted volume server may stall puts for a while
         more = _upload(config, {"cam-fire": "quiet"}, start + 60)  # the camera kept shooting
         total += len(more["cam-fire"])
         deadline = time.monotonic() + 60
@@ -237,6 +253,9 @@ def test_s3_stopped_and_restarted_mid_watch_resumes_and_processes_each_frame_onc
         final = counters()
         checkpoints = {c: worker.state.checkpoint(c) for c in ("cam-fire", "cam-quiet", "cam-flood")}
     finally:
+        stop.set()  # a failed step must not leave the watch loop logging into later tests
+        if thread is not None:
+            thread.join(30)
         s3.cleanup()
 
     assert processed_during < total
