@@ -122,6 +122,11 @@ class _TypeState:
             self.on = False
 
 
+def _flame_colour(fire: Finding) -> bool:
+    """The fire detector sees enough flame-coloured pixels for a fire to be possible."""
+    return fire.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
+
+
 class SceneVerifier:
     """Per-camera scene verification of fire, smoke and flood (see the module docstring)."""
 
@@ -139,25 +144,22 @@ class SceneVerifier:
         if any(s.above and not s.on or s.below and s.on for s in self._states.values()):
             return self.step_s  # confirming a switch
         burning = [self._states[t].on for t in ("fire", "smoke") if t in self._states]
-        if not (burning and all(burning)) and any(
-                f.type == "fire" and f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT for f in findings):
+        if not (burning and all(burning)) and any(f.type == "fire" and _flame_colour(f) for f in findings):
             return self.candidate_step_s  # a fire or its smoke may be starting; once both are on: idle
         flood = self._states.get("flood")
         if flood is not None and not flood.on and any(f.type == "flood" and f.active for f in findings):
             return self.candidate_step_s  # the classical water cues propose a flood
         return self.idle_step_s
 
-    def _due(self, ts: float, findings: list[Finding], thumbnail: np.ndarray) -> bool:
-        if self._last_ts is None or self._thumbnail is None:
-            return True
-        if ts < self._last_ts:  # time went back: a new stream
+    def _due(self, ts: float, findings: list[Finding], frame: np.ndarray) -> bool:
+        if self._last_ts is None or self._thumbnail is None or ts < self._last_ts:  # first, or a new stream
             return True
         # on a fixed grid of frame time, so two replays of a stream score the same frames
         step = self._step(findings)
         if math.floor(ts / step + 1e-9) > math.floor(self._last_ts / step + 1e-9):
             return True
         return ts - self._last_ts >= self.step_s - 1e-9 and \
-            float(np.median(cv2.absdiff(thumbnail, self._thumbnail))) >= CHANGE_LEVELS
+            float(np.median(cv2.absdiff(self.thumbnail(frame), self._thumbnail))) >= CHANGE_LEVELS
 
     @staticmethod
     def thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -167,11 +169,10 @@ class SceneVerifier:
 
     def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
         """``findings`` with fire, smoke and flood decided by the scene model."""
-        thumbnail = self.thumbnail(frame)
-        if self._due(ts, findings, thumbnail):
+        if self._due(ts, findings, frame):  # the thumbnail only when compared or kept: not every frame
             for name, p in self.model.probabilities(frame).items():
                 self._states[name].update(p, self.model.heads[name].threshold, self.confirm)
-            self._last_ts, self._thumbnail = ts, thumbnail
+            self._last_ts, self._thumbnail = ts, self.thumbnail(frame)
             self.scorings += 1
         fire = next((f for f in findings if f.type == "fire"), None)
         live = self.scorings > 0 if fire is None else \
@@ -182,7 +183,7 @@ class SceneVerifier:
         state = self._states[f.type]
         measurements = {**f.measurements, "scene_p": round(state.p, 4)}
         ready = live if f.type == "smoke" else f.ready  # flood: ready = a road is in view
-        flames = f.type != "fire" or f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
+        flames = f.type != "fire" or _flame_colour(f)
         active = ready and flames and state.on
         confidence = round(state.p, 4) if active else 0.0
         return replace(f, active=active, confidence=confidence, ready=ready,
