@@ -88,22 +88,37 @@ class FireVerifier:
         boxes = tuple(patch_box(int(picked[i]), frame.shape) for i in order[:MAX_BOXES] if p[i] >= 0.5)
         return score, boxes
 
+    def _score_if_due(self, frame: np.ndarray, ts: float) -> None:
+        if self._due(ts):
+            self._score, self._boxes = self.appearance(frame)
+            self._last_ts = ts
+
+    def _annotate(self, frame: np.ndarray, ts: float, f: Finding) -> Finding:
+        """Annotate-only mode, after the stage that decides: an active fire without boxes of its
+        own gets the boxes of its flame-like patches (evidence for the operator); nothing else is
+        scored, so a quiet or a boxed frame costs nothing here."""
+        if not f.active:
+            self._score, self._boxes, self._last_ts = 0.0, (), None
+            return f
+        if f.boxes:
+            return f
+        self._score_if_due(frame, ts)
+        return replace(f, boxes=self._boxes, measurements={**f.measurements, "verified_p": round(self._score, 4)})
+
     def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
         """``findings`` with the fire finding decided by the appearance model."""
         return [self._decide(frame, ts, f) if f.type == self.event_type else f for f in findings]
 
     def _decide(self, frame: np.ndarray, ts: float, f: Finding) -> Finding:
+        if not self.decide:
+            return self._annotate(frame, ts, f)
         if not f.ready:
             return f
         if not (f.active or f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT):
             self._score, self._boxes, self._last_ts = 0.0, (), None
             return replace(f, active=f.active and not self.decide, measurements={**f.measurements, "verified_p": 0.0})
-        if self._due(ts):
-            self._score, self._boxes = self.appearance(frame)
-            self._last_ts = ts
+        self._score_if_due(frame, ts)
         p, model = self._score, self.model
-        if not self.decide:
-            return replace(f, boxes=f.boxes or self._boxes, measurements={**f.measurements, "verified_p": round(p, 4)})
         static = f.measurements.get("static_scene", 0.0) >= 1.0
         if static:
             active = p >= model.still_threshold

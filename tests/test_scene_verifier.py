@@ -200,7 +200,7 @@ def test_shipped_scene_model_and_the_verify_switches():
     assert scene_types(CameraConfig(id="c")) == ("fire", "smoke", "flood")
     no_flood = CameraConfig.model_validate({"id": "c", "detectors": {"flood": {"verify": False}}})
     assert scene_types(no_flood) == ("fire", "smoke")
-    assert set(build_verifiers(no_flood)[-1].model.heads) == {"fire", "smoke"}
+    assert set(build_verifiers(no_flood)[0].model.heads) == {"fire", "smoke"}
     smoke_only = CameraConfig.model_validate({"id": "c", "detectors": {
         "fire": {"verify": False}, "flood": {"enabled": False}}})
     chain = FrameAnalyzer(smoke_only, AlertSettings()).verifiers

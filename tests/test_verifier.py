@@ -3,6 +3,8 @@ the training recipe (reproducible, fitted only on what it is given)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -95,18 +97,37 @@ def test_scores_candidates_only_at_most_once_per_step():
     assert verifier.verify(_scene(), 105.0, [warming]) == [warming]
 
 
+def test_annotating_only_boxes_active_fires_that_have_no_boxes():
+    clf = FixedClassifier(0.95)
+    verifier = FireVerifier(FireVerifierModel(clf), step_s=1.0, decide=False)
+    quiet, boxed = _fire(False, False), replace(_fire(True, False), boxes=((0.1, 0.1, 0.2, 0.2),))
+    assert verifier.verify(_scene(), 10.0, [quiet]) == [quiet]  # the deciding stage said no
+    assert verifier.verify(_scene(), 10.5, [boxed]) == [boxed]  # the detector's own boxes stay
+    assert clf.calls == 0, "nothing to annotate: nothing scored"
+    unboxed = _fire(True, True)  # e.g. a still the scene verifier judged on fire
+    for i in range(4):  # 2 s at 2 frames/s: scored at 11.0 and 12.0
+        (out,) = verifier.verify(_scene(), 11.0 + 0.5 * i, [unboxed])
+        assert out.active and out.confidence == unboxed.confidence
+        assert out.boxes and out.measurements["verified_p"] == pytest.approx(0.95)
+    assert clf.calls == 2
+    verifier.verify(_scene(), 13.0, [quiet])  # the fire ended: the next one is scored afresh
+    verifier.verify(_scene(), 13.5, [unboxed])
+    assert clf.calls == 3
+
+
 def test_shipped_model_loads_and_the_setting_turns_it_off():
     onnx, manifest = shipped_fire_model()
     assert len(onnx) < 100_000 and manifest["features"] == list(FEATURES)
     assert 0.5 <= manifest["thresholds"]["still"] <= 1.0
     assert manifest["recipe"]["seed"] and manifest["data"], "manifest lists recipe and data"
     camera = CameraConfig(id="cam1")
-    assert [type(v).__name__ for v in build_verifiers(camera)] == ["FireVerifier", "SceneVerifier"]
-    assert build_verifiers(camera)[0].decide is False, "the scene verifier decides fire"
+    chain = build_verifiers(camera)
+    assert [type(v).__name__ for v in chain] == ["SceneVerifier", "FireVerifier"]
+    assert chain[1].decide is False, "the scene verifier decides fire; the patches only box it"
     off = CameraConfig.model_validate({"id": "cam1", "detectors": {
         "fire": {"verify": False}, "smoke": {"verify": False}, "flood": {"verify": False}}})
     assert build_verifiers(off) == [] and FrameAnalyzer(off, AlertSettings()).verifiers == []
-    p = build_verifiers(camera)[0].model.classifier.predict_proba(patch_rows(_scene())[:3])
+    p = chain[1].model.classifier.predict_proba(patch_rows(_scene())[:3])
     assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
 
 

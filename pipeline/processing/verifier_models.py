@@ -103,19 +103,19 @@ def scene_model(embedder: Any, manifest: dict[str, Any], types: tuple[str, ...])
 
 def camera_verifiers(camera: CameraConfig, fire_model: tuple[bytes, dict[str, Any]] | None,
                      embedder: Any, heads: dict[str, Any]) -> list[FireVerifier | SceneVerifier]:
-    """The verifier chain of a camera: the fire patch verifier (annotating only when the scene
-    verifier decides fire), then the scene verifier of its types that the heads cover (a type
-    without a head is left to the classical cues)."""
+    """The verifier chain of a camera: the fire patch verifier, then the scene verifier of its
+    types that the heads cover (a type without a head is left to the classical cues). Where the
+    scene verifier decides fire, the patch verifier comes after it and only boxes the fires it
+    let through (``decide=False``)."""
     types = scene_types(camera)
     model = scene_model(embedder, heads, types) if types else None
-    chain: list[FireVerifier | SceneVerifier] = []
+    scene = [SceneVerifier(model)] if model is not None and model.heads else []
     fire = camera.detectors.fire
-    if fire_model is not None and fire.enabled and fire.verify:
-        decides_fire = model is not None and "fire" in model.heads
-        chain.append(FireVerifier(fire_verifier_model(*fire_model), decide=not decides_fire))
-    if model is not None and model.heads:
-        chain.append(SceneVerifier(model))
-    return chain
+    if fire_model is None or not (fire.enabled and fire.verify):
+        return list(scene)
+    decides_fire = model is not None and "fire" in model.heads
+    patches = FireVerifier(fire_verifier_model(*fire_model), decide=not decides_fire)
+    return [*scene, patches] if decides_fire else [patches, *scene]
 
 
 def build_verifiers(camera: CameraConfig) -> list[FireVerifier | SceneVerifier]:
