@@ -113,7 +113,6 @@ class FireDetector:
         self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._half_regions: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
         self._region_px: dict[tuple[int, int], tuple[int, bool]] = {}  # fire region: pixels, whole frame
-        self._planes: tuple[np.ndarray, ...] | None = None  # B, G, R buffers of the colour test
         self._last_fire = Finding("fire", False, ready=False)
         self._last_smoke = Finding("smoke", False, ready=False)
         self._area_ts: deque[float] = deque()  # times of frames with a burning area, for growth
@@ -161,9 +160,7 @@ class FireDetector:
             return Finding("fire", False, ready=False)
         if not self.flicker.due(ts):
             return self._last_fire
-        if self._planes is None or self._planes[0].shape != small.shape[:2]:
-            self._planes = tuple(np.empty(small.shape[:2], np.uint8) for _ in range(3))
-        mask = flame_colour_mask(small, self.red_min, self._planes)
+        mask = flame_colour_mask(small, self.red_min)
         region_px, whole = self._region_px[region.shape]
         if not whole:
             mask &= region

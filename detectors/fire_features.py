@@ -20,22 +20,16 @@ CORE_GREEN_MIN = 170  # ... and G above this
 CORE_REACH = 2  # px at working size: core pixels count within this distance of the body
 
 
-def flame_colour_mask(bgr: np.ndarray, red_min: int,
-                      planes: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+def flame_colour_mask(bgr: np.ndarray, red_min: int) -> np.ndarray:
     """Pixels whose colour could be flame: bright saturated red-orange-yellow body pixels, plus
     washed-out yellow-white core pixels that touch a body pixel.
 
     Body rule (after Chen et al. 2004 and Celik & Demirel 2009): R >= G > B, R > ``red_min``,
     HSV saturation (R-B)/R >= 0.4 and hue above pure red, (G-B)/(R-B) >= 0.12 (both ratios tested
     exactly in integers). Core: R > 220, G > 170, R >= G >= B within 2 px of the body. Colour only
-    proposes candidates; returns a bool mask. ``planes``: optional B, G, R buffers of the frame's
-    size to split into (saves allocating them every frame).
+    proposes candidates; returns a bool mask.
     """
-    if planes is None:
-        b, g, r = cv2.split(bgr)
-    else:
-        cv2.mixChannels([bgr], list(planes), [0, 0, 1, 1, 2, 2])
-        b, g, r = planes
+    b, g, r = cv2.split(bgr)  # fresh planes: a third of the cost of mixChannels into kept buffers
     body = (r > red_min) & (r >= g) & (g > b)  # cheap tests on the whole frame
     where = np.flatnonzero(body)
     if not where.size:

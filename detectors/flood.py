@@ -61,6 +61,7 @@ ORIENTATION_RISE = 0.3  # rise of the ripple orientation over the reference that
 RELEASE = 0.7  # hysteresis: stay active until the score falls below RELEASE * threshold
 SCENE_CHANGE_FRAMES = 3  # consecutive changed frames before re-baselining
 PUDDLE_INTERVAL_S = 4.0  # calm puddles form over minutes: search them at most this often (cost)
+SKY_INTERVAL_S = 2.0  # the sky and a sea change slowly: look for them at most this often (cost)
 SENSITIVITY_FACTOR = 2.0  # the area thresholds are divided (sensitivity 1) or multiplied (0) by this
 MAX_TEXTURE = 3.0  # smoothest texture (mean |Laplacian| per brightness, x100) that can be water ...
 MAX_TEXTURE_AT_ZERO = 0.8  # ... times this at sensitivity 0 ...
@@ -148,6 +149,8 @@ class FloodDetector:
         self._last_ts: float | None = None
         self._puddles: np.ndarray | None = None
         self._puddles_ts = 0.0
+        self._sky: np.ndarray | None = None  # cells of the road region under open sky (flood_sky)
+        self._sky_ts = 0.0
         self.active = False
 
     def _setup(self, height: int, width: int) -> None:
@@ -219,14 +222,15 @@ class FloodDetector:
         small = shrink(frame, width, height, "halving")
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         if self._scene_changed(gray):
-            self._puddles = None
+            self._puddles = self._sky = None
         top, bottom = self._rows
         rows, gray_rows = small[top:bottom, : self._cols], gray[top:bottom, : self._cols]
         if self._region_px:
             cells = to_cells(rows)
             maps = water_maps(cells, gray_rows)
-            sky = mask_to_cells(open_sky(gray)[top:bottom, : self._cols])
-            usable = self._region & maps.valid & ~sky  # sky, fog or a sea up to the horizon: no road
+            if self._sky is None or not 0.0 <= ts - self._sky_ts < SKY_INTERVAL_S:
+                self._sky, self._sky_ts = mask_to_cells(open_sky(gray)[top:bottom, : self._cols]), ts
+            usable = self._region & maps.valid & ~self._sky  # sky, fog or a sea up to the horizon: no road
             usable_px = int(np.count_nonzero(usable))
         if not self._region_px or usable_px < MIN_USABLE_SHARE * self._region_px:
             measurements = dict.fromkeys(("flooded_pct", "flooded_pct_smoothed", "puddle_pct",
