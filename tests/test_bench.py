@@ -67,6 +67,11 @@ def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
     assert 0 < report["latency_p50_s"] <= report["latency_p95_s"] < 30
     assert report["peak_rss_mb"] > 50 and report["state_mb_per_camera"] > 0
     assert report["e2e_workers"] == 2 and report["worker_cpu_cores"] > 0
+    # the worker's own CPU per frame, split: decode and analysis measured per thread, the rest
+    split = [report[f"worker_{part}_cpu_ms_per_frame"] for part in ("decode", "analysis", "rest")]
+    assert split[0] > 0 and split[1] > 0
+    assert sum(split) == pytest.approx(report["worker_cpu_ms_per_frame"])
+    assert "of which the reduced decode" in res.output
     assert not report["e2e_errors"]
 
 

@@ -77,6 +77,8 @@ def test_a_watch_session_serves_frames_skips_alerts_lag_outbox_and_stage_times(
     for stage in ("decode", "detectors"):
         assert grew("citywatch_frame_stage_seconds_count", stage=stage) >= len(keys)
         assert grew("citywatch_frame_stage_seconds_sum", stage=stage) > 0
+        cpu = grew("citywatch_frame_stage_cpu_seconds_total", stage=stage)  # this thread's CPU only
+        assert 0 < cpu <= grew("citywatch_frame_stage_seconds_sum", stage=stage) * 1.05 + 0.01
     assert value(after, "process_cpu_seconds_total") > 0  # prometheus_client's process collector
 
 

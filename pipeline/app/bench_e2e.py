@@ -122,6 +122,11 @@ class E2EResult:
     broker: str = ""
     workers: int = 1
     put_fps: float = 0.0  # the rate the cameras managed to put (below offered when S3 lags)
+    #: Workers' CPU seconds in the reduced decode and in the analysis (detectors, verifiers,
+    #: alert policy), from the worker's own per-thread counters; the rest of ``worker_cpu_cores``
+    #: is the S3 client, state, evidence, outbox and MQTT.
+    decode_cpu_s: float = 0.0
+    analysis_cpu_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
     def quantile(self, q: float) -> float | None:
@@ -176,19 +181,29 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
         session.worker.process_camera = timed_process_camera  # type: ignore[method-assign]
         conn.send("ready")
         expected, deadline = conn.recv()
-        cpu0, processed = _cpu(None), 0
+        cpu0, stages0, processed = _cpu(None), _stage_cpu(), 0
         while time.time() < deadline and processed < expected:
             stats = session.run_slice(SLICE_S)  # the watch flow's loop, in short slices
             processed += stats.frames
             errors.extend(e for e in stats.errors if e not in errors)
         busy = _cpu(None) - cpu0
+        stages = {k: v - stages0[k] for k, v in _stage_cpu().items()}
         session.drain(10)
         state = max((state_bytes(a.detectors) for a in session.worker._analyzers.values()), default=0)
     done.sort()
     conn.send({"processed": processed, "first_done_at": done[0][0] if done else 0.0,
                "done_at": done[-1][0] if done else 0.0,
-               "after_first": sum(n for _, n in done[1:]), "cpu_s": busy, "state_mb": state / 1e6,
+               "after_first": sum(n for _, n in done[1:]), "cpu_s": busy, "stage_cpu_s": stages,
+               "state_mb": state / 1e6,
                "peak_rss_mb": sampler.stop() / 2**20, "errors": errors})
+
+
+def _stage_cpu() -> dict[str, float]:
+    """This process's CPU seconds so far in the decode and the analysis (the worker's counters)."""
+    from prometheus_client import REGISTRY
+
+    return {stage: REGISTRY.get_sample_value("citywatch_frame_stage_cpu_seconds_total", {"stage": stage}) or 0.0
+            for stage in ("decode", "detectors")}
 
 
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
@@ -293,6 +308,8 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
     result.s3_cpu_cores = (s3_cpu1 - s3_cpu0) / span
     result.cameras_cpu_cores = (cam_cpu1 - cam_cpu0) / span
     result.worker_cpu_cores = sum(r["cpu_s"] for r in reports) / span
+    result.decode_cpu_s = sum(r["stage_cpu_s"]["decode"] for r in reports)
+    result.analysis_cpu_s = sum(r["stage_cpu_s"]["detectors"] for r in reports)
     result.state_mb_per_camera = max((r["state_mb"] for r in reports), default=0.0)
     result.peak_rss_mb = max((r["peak_rss_mb"] for r in reports), default=0.0)
     result.workers = len(shards)

@@ -22,7 +22,15 @@ from pipeline.config.settings import CameraConfig, Config
 from pipeline.frames.decode import shrink_to_width
 from pipeline.frames.store import BadFrame, decode_frame
 from pipeline.processing.analysis import FrameAnalyzer
-from pipeline.processing.metrics import ALERTS, DECODE, DETECTORS, FRAMES_PROCESSED, FRAMES_SKIPPED
+from pipeline.processing.metrics import (
+    ALERTS,
+    DECODE,
+    DECODE_CPU,
+    DETECTORS,
+    DETECTORS_CPU,
+    FRAMES_PROCESSED,
+    FRAMES_SKIPPED,
+)
 from pipeline.processing.ports import SnapshotStore
 from pipeline.state.store import OutboxMessage
 
@@ -60,7 +68,7 @@ def analyze_frame(analyzer: FrameAnalyzer, camera: CameraConfig, key: str, ts: f
     The detectors before the one that raised have seen the frame and the incident tracker has
     not: the camera's next frames are judged as if this one had never come.
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     try:
         frame = decode_for_analysis(data, camera, max_pixels)
     except BadFrame as exc:
@@ -68,13 +76,15 @@ def analyze_frame(analyzer: FrameAnalyzer, camera: CameraConfig, key: str, ts: f
         return "bad_frame", []
     except Exception as exc:  # noqa: BLE001 - a frame the decoder chokes on is that frame's problem
         return _skip(camera, key, "decoding", exc), []
-    decoded = time.perf_counter()
+    decoded, cpu_decoded = time.perf_counter(), time.thread_time()
     DECODE.observe(decoded - started)
+    DECODE_CPU.inc(cpu_decoded - cpu_started)
     try:
         _, events = analyzer.analyze(frame, ts)
     except Exception as exc:  # noqa: BLE001 - one poison frame must never stall its camera
         return _skip(camera, key, f"analysis of {frame.shape[1]}x{frame.shape[0]}", exc), []
     DETECTORS.observe(time.perf_counter() - decoded)
+    DETECTORS_CPU.inc(time.thread_time() - cpu_decoded)
     return None, events
 
 

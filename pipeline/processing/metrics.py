@@ -43,6 +43,11 @@ STAGE_SECONDS = Histogram("citywatch_frame_stage_seconds", "Seconds per frame of
                           buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5))
 DECODE = STAGE_SECONDS.labels("decode")
 DETECTORS = STAGE_SECONDS.labels("detectors")
+STAGE_CPU = Counter("citywatch_frame_stage_cpu_seconds", "CPU seconds of the worker thread in a stage, "
+                    "summed over frames (wall time per frame is citywatch_frame_stage_seconds; the two "
+                    "part where threads wait for each other)", ["stage"])
+DECODE_CPU = STAGE_CPU.labels("decode")
+DETECTORS_CPU = STAGE_CPU.labels("detectors")
 
 
 class WorkerCollector(Collector):

@@ -54,6 +54,13 @@ def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: int 
     report["cameras_per_core_at_1fps_720p"] = report["pipeline_fps_720p"]
     worker_ms = 1000.0 * e2e.worker_cpu_cores / e2e.e2e_fps if e2e.e2e_fps else None
     report["worker_cpu_ms_per_frame"] = worker_ms
+    frames = e2e.frames_processed
+    decode_ms = 1000.0 * e2e.decode_cpu_s / frames if frames else None
+    analysis_ms = 1000.0 * e2e.analysis_cpu_s / frames if frames else None
+    report["worker_decode_cpu_ms_per_frame"] = decode_ms
+    report["worker_analysis_cpu_ms_per_frame"] = analysis_ms
+    report["worker_rest_cpu_ms_per_frame"] = worker_ms - decode_ms - analysis_ms \
+        if worker_ms is not None and decode_ms is not None and analysis_ms is not None else None
     report["cameras_per_server_at_1fps"] = cpus * 1000.0 / worker_ms if worker_ms else None
     report["machine"]["load_1min_end"] = round(load_average(), 2)
     return report
@@ -101,6 +108,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         ("alert latency p50 (s)", "latency_p50_s"), ("alert latency p95 (s)", "latency_p95_s"),
         ("latency samples (alerts with a timed frame)", "latency_samples"),
         ("worker CPU per frame, end to end (ms)", "worker_cpu_ms_per_frame"),
+        ("  of which the reduced decode (ms)", "worker_decode_cpu_ms_per_frame"),
+        ("  of which detectors, verifiers and alert policy (ms)", "worker_analysis_cpu_ms_per_frame"),
+        ("  the rest: S3 client, state, evidence, outbox, MQTT (ms)", "worker_rest_cpu_ms_per_frame"),
         ("cameras per server at 1 frame/s (worker CPU, all cores)", "cameras_per_server_at_1fps"),
         ("detector state per camera (MB)", "state_mb_per_camera"), ("peak RSS of a worker process (MB)", "peak_rss_mb")]
     for label, key in rows:
