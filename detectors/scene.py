@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from detectors.base import Finding
-from detectors.verifier import CANDIDATE_PCT
+from detectors.verifier import flame_colour
 
 EVENT_TYPES = ("fire", "smoke", "flood")
 INPUT_SIZE = 224  # px, square: the backbone's training size
@@ -122,11 +122,6 @@ class _TypeState:
             self.on = False
 
 
-def _flame_colour(fire: Finding) -> bool:
-    """The fire detector sees enough flame-coloured pixels for a fire to be possible."""
-    return fire.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
-
-
 class SceneVerifier:
     """Per-camera scene verification of fire, smoke and flood (see the module docstring)."""
 
@@ -144,7 +139,7 @@ class SceneVerifier:
         if any(s.above and not s.on or s.below and s.on for s in self._states.values()):
             return self.step_s  # confirming a switch
         burning = [self._states[t].on for t in ("fire", "smoke") if t in self._states]
-        if not (burning and all(burning)) and any(f.type == "fire" and _flame_colour(f) for f in findings):
+        if not (burning and all(burning)) and any(f.type == "fire" and flame_colour(f) for f in findings):
             return self.candidate_step_s  # a fire or its smoke may be starting; once both are on: idle
         flood = self._states.get("flood")
         if flood is not None and not flood.on and any(f.type == "flood" and f.active for f in findings):
@@ -183,7 +178,7 @@ class SceneVerifier:
         state = self._states[f.type]
         measurements = {**f.measurements, "scene_p": round(state.p, 4)}
         ready = live if f.type == "smoke" else f.ready  # flood: ready = a road is in view
-        flames = f.type != "fire" or _flame_colour(f)
+        flames = f.type != "fire" or flame_colour(f)
         active = ready and flames and state.on
         confidence = round(state.p, 4) if active else 0.0
         return replace(f, active=active, confidence=confidence, ready=ready,

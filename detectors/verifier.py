@@ -34,6 +34,12 @@ MAX_BOXES = 4
 STEP_S = 2.0  # s of frame time between two scorings of a camera (a fire lasts; ~0.6 ms a scoring)
 
 
+def flame_colour(fire: Finding) -> bool:
+    """The fire detector sees enough flame-coloured pixels (``candidate_pct``) for a fire to be
+    possible: what makes a frame a candidate."""
+    return fire.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT
+
+
 class Classifier(Protocol):
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """P(event) for each row of a float32 (n, features) array."""
@@ -114,9 +120,9 @@ class FireVerifier:
             return self._annotate(frame, ts, f)
         if not f.ready:
             return f
-        if not (f.active or f.measurements.get("candidate_pct", 0.0) >= CANDIDATE_PCT):
+        if not (f.active or flame_colour(f)):  # no candidate: the kept score is cleared
             self._score, self._boxes, self._last_ts = 0.0, (), None
-            return replace(f, active=f.active and not self.decide, measurements={**f.measurements, "verified_p": 0.0})
+            return replace(f, measurements={**f.measurements, "verified_p": 0.0})
         self._score_if_due(frame, ts)
         p, model = self._score, self.model
         static = f.measurements.get("static_scene", 0.0) >= 1.0

@@ -112,3 +112,13 @@ def test_shrink_to_width_keeps_narrow_frames_and_rounds_height_like_the_detector
     assert shrink_to_width(narrow, 320) is narrow
     odd = np.zeros((541, 963, 3), np.uint8)
     assert shrink_to_width(odd, 320).shape[:2] == working_size(541, 963, 320)
+
+
+def test_the_worker_cpu_split_shares_the_end_to_end_figure():
+    from pipeline.app.bench_e2e import E2EResult
+
+    run = E2EResult(offered_fps=100, e2e_fps=100.0, frames_put=3000, frames_processed=3000, alerts=0,
+                    worker_cpu_cores=1.0, worker_cpu_s=30.0, decode_cpu_s=6.0, analysis_cpu_s=15.0)
+    assert run.cpu_split_ms() == pytest.approx((2.0, 5.0, 3.0))  # 10 ms a frame: 20 %, 50 %, the rest
+    idle = E2EResult(offered_fps=100, e2e_fps=0.0, frames_put=0, frames_processed=0, alerts=0)
+    assert idle.cpu_split_ms() is None

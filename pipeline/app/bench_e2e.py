@@ -122,11 +122,22 @@ class E2EResult:
     broker: str = ""
     workers: int = 1
     put_fps: float = 0.0  # the rate the cameras managed to put (below offered when S3 lags)
-    #: Workers' CPU seconds in the reduced decode and in the analysis (detectors, verifiers,
-    #: alert policy), from the worker's own per-thread counters; the rest of ``worker_cpu_cores``
-    #: is the S3 client, state, evidence, outbox and MQTT.
+    #: Workers' CPU seconds over the timed window: all of it (what ``worker_cpu_cores`` spreads over
+    #: the span), and of it the reduced decode and the analysis (detectors, verifiers, alert
+    #: policy) from the worker's own per-thread counters; the rest is the S3 client, state,
+    #: evidence, outbox and MQTT.
+    worker_cpu_s: float = 0.0
     decode_cpu_s: float = 0.0
     analysis_cpu_s: float = 0.0
+
+    def cpu_split_ms(self) -> tuple[float, float, float] | None:
+        """Worker CPU ms per frame end to end (``worker_cpu_cores`` / ``e2e_fps``) split into
+        decode, analysis and the rest by their shares of the measured CPU seconds."""
+        if not self.e2e_fps or self.worker_cpu_s <= 0:
+            return None
+        total = 1000.0 * self.worker_cpu_cores / self.e2e_fps
+        decode, analysis = (total * s / self.worker_cpu_s for s in (self.decode_cpu_s, self.analysis_cpu_s))
+        return decode, analysis, total - decode - analysis
     errors: list[str] = field(default_factory=list)
 
     def quantile(self, q: float) -> float | None:
@@ -307,7 +318,8 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
     span = max(1e-6, max([r["done_at"] for r in reports] + [plan.start_at]) - plan.start_at)
     result.s3_cpu_cores = (s3_cpu1 - s3_cpu0) / span
     result.cameras_cpu_cores = (cam_cpu1 - cam_cpu0) / span
-    result.worker_cpu_cores = sum(r["cpu_s"] for r in reports) / span
+    result.worker_cpu_s = sum(r["cpu_s"] for r in reports)
+    result.worker_cpu_cores = result.worker_cpu_s / span
     result.decode_cpu_s = sum(r["stage_cpu_s"]["decode"] for r in reports)
     result.analysis_cpu_s = sum(r["stage_cpu_s"]["detectors"] for r in reports)
     result.state_mb_per_camera = max((r["state_mb"] for r in reports), default=0.0)

@@ -44,8 +44,8 @@ STAGE_SECONDS = Histogram("citywatch_frame_stage_seconds", "Seconds per frame of
 DECODE = STAGE_SECONDS.labels("decode")
 DETECTORS = STAGE_SECONDS.labels("detectors")
 STAGE_CPU = Counter("citywatch_frame_stage_cpu_seconds", "CPU seconds of the worker thread in a stage, "
-                    "summed over frames (wall time per frame is citywatch_frame_stage_seconds; the two "
-                    "part where threads wait for each other)", ["stage"])
+                    "summed over frames (citywatch_frame_stage_seconds is the wall time; it is the larger "
+                    "where threads wait for each other)", ["stage"])
 DECODE_CPU = STAGE_CPU.labels("decode")
 DETECTORS_CPU = STAGE_CPU.labels("detectors")
 

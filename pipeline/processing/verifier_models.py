@@ -112,7 +112,7 @@ def camera_verifiers(camera: CameraConfig, fire_model: tuple[bytes, dict[str, An
     scene = [SceneVerifier(model)] if model is not None and model.heads else []
     fire = camera.detectors.fire
     if fire_model is None or not (fire.enabled and fire.verify):
-        return list(scene)
+        return [*scene]
     decides_fire = model is not None and "fire" in model.heads
     patches = FireVerifier(fire_verifier_model(*fire_model), decide=not decides_fire)
     return [*scene, patches] if decides_fire else [patches, *scene]

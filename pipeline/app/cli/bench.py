@@ -54,13 +54,9 @@ def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: int 
     report["cameras_per_core_at_1fps_720p"] = report["pipeline_fps_720p"]
     worker_ms = 1000.0 * e2e.worker_cpu_cores / e2e.e2e_fps if e2e.e2e_fps else None
     report["worker_cpu_ms_per_frame"] = worker_ms
-    frames = e2e.frames_processed
-    decode_ms = 1000.0 * e2e.decode_cpu_s / frames if frames else None
-    analysis_ms = 1000.0 * e2e.analysis_cpu_s / frames if frames else None
-    report["worker_decode_cpu_ms_per_frame"] = decode_ms
-    report["worker_analysis_cpu_ms_per_frame"] = analysis_ms
-    report["worker_rest_cpu_ms_per_frame"] = worker_ms - decode_ms - analysis_ms \
-        if worker_ms is not None and decode_ms is not None and analysis_ms is not None else None
+    split = e2e.cpu_split_ms()
+    for i, part in enumerate(("decode", "analysis", "rest")):
+        report[f"worker_{part}_cpu_ms_per_frame"] = split[i] if split else None
     report["cameras_per_server_at_1fps"] = cpus * 1000.0 / worker_ms if worker_ms else None
     report["machine"]["load_1min_end"] = round(load_average(), 2)
     return report
