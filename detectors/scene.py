@@ -5,15 +5,18 @@ An ImageNet-pretrained MobileNetV2 (``pipeline/models/scene_backbone.onnx``, run
 turns the frame into a 1280-number embedding, and one logistic head per event type, trained
 leave-one-source-out on real footage by ``citywatch train``, turns it into P(event).
 
-Cost control (one scoring is ~8-12 ms on one core): a camera is scored on its first frame, then
-every ``idle_step_s`` (:data:`IDLE_STEP_S`) of frame time; every ``candidate_step_s``
-(:data:`CANDIDATE_STEP_S`) while the fire detector sees flame-coloured pixels, until fire and
-smoke are both on (a street lamp at night stays a candidate for hours), or while the classical
-flood cues call water that the scene has not confirmed; and every ``step_s``
-(:data:`STEP_S`) while a decision is being *confirmed*: a type scored on the other side of its
-threshold than its state. A type turns on after :data:`CONFIRM` consecutive scorings at or above
-its threshold and off after as many below it, so one odd frame neither starts nor ends an
-incident. Between scorings the decision holds; an ongoing event is re-checked at the idle pace.
+Cost control (one scoring is ~8-12 ms on one core): a camera is scored on its first frame and
+every ``step_s`` for the first ``warmup_s`` (:data:`WARMUP_S`) of frame time of a stream (a new
+camera, a restarted worker, a replayed clip: an event already under way is raised within
+seconds, not after the idle step); then every ``idle_step_s`` (:data:`IDLE_STEP_S`) of frame
+time; every ``candidate_step_s`` (:data:`CANDIDATE_STEP_S`) while the fire detector sees
+flame-coloured pixels, until fire and smoke are both on (a street lamp at night stays a
+candidate for hours), or while the classical flood cues call water that the scene has not
+confirmed; and every ``step_s`` (:data:`STEP_S`) while a decision is being *confirmed*: a type
+scored on the other side of its threshold than its state. A type turns on after :data:`CONFIRM`
+consecutive scorings at or above its threshold and off after as many below it, so one odd frame
+neither starts nor ends an incident. Between scorings the decision holds; an ongoing event is
+re-checked at the idle pace.
 Scorings fall on a fixed grid of frame time (the first frame of each step-long slot), so replays
 of a stream score the same frames. A *scene change* also rescores, at most every ``step_s``: a
 camera turned to a new view, a cut in a news feed, smoke filling the view. It is measured on a
@@ -51,6 +54,7 @@ INPUT_SIZE = 224  # px, square: the backbone's training size
 STEP_S = 2.0  # s of frame time between scorings while a switch is being confirmed
 CANDIDATE_STEP_S = 6.0  # s between scorings while flame-coloured pixels are in view
 IDLE_STEP_S = 20.0  # s between scorings otherwise (slow events: smoke, flood; ongoing events)
+WARMUP_S = 10.0  # s of frame time after a stream's first frame during which it is scored every STEP_S
 CONFIRM = 2  # consecutive scorings on the same side of the threshold that switch a type
 CHANGE_LEVELS = 24.0  # median absolute grey-level change of the thumbnail cells that makes a new scene
 THUMBNAIL = (16, 9)  # px (w, h) of the grey thumbnail the scene-change test compares
@@ -126,16 +130,21 @@ class SceneVerifier:
     """Per-camera scene verification of fire, smoke and flood (see the module docstring)."""
 
     def __init__(self, model: SceneModel, step_s: float = STEP_S, idle_step_s: float = IDLE_STEP_S,
-                 confirm: int = CONFIRM, candidate_step_s: float = CANDIDATE_STEP_S) -> None:
+                 confirm: int = CONFIRM, candidate_step_s: float = CANDIDATE_STEP_S,
+                 warmup_s: float = WARMUP_S) -> None:
         self.model = model
         self.step_s, self.idle_step_s, self.confirm = step_s, idle_step_s, confirm
+        self.warmup_s = warmup_s
         self.candidate_step_s = min(candidate_step_s, idle_step_s)
         self.scorings = 0
         self._last_ts: float | None = None
+        self._start_ts: float | None = None
         self._thumbnail: np.ndarray | None = None
         self._states = {name: _TypeState() for name in model.heads}
 
-    def _step(self, findings: list[Finding]) -> float:
+    def _step(self, ts: float, findings: list[Finding]) -> float:
+        if self._start_ts is not None and ts - self._start_ts < self.warmup_s - 1e-9:
+            return self.step_s  # a new stream: its state is unknown, look closely at first
         if any(s.above and not s.on or s.below and s.on for s in self._states.values()):
             return self.step_s  # confirming a switch
         burning = [self._states[t].on for t in ("fire", "smoke") if t in self._states]
@@ -150,7 +159,7 @@ class SceneVerifier:
         if self._last_ts is None or self._thumbnail is None or ts < self._last_ts:  # first, or a new stream
             return True
         # on a fixed grid of frame time, so two replays of a stream score the same frames
-        step = self._step(findings)
+        step = self._step(ts, findings)
         if math.floor(ts / step + 1e-9) > math.floor(self._last_ts / step + 1e-9):
             return True
         return ts - self._last_ts >= self.step_s - 1e-9 and \
@@ -167,6 +176,8 @@ class SceneVerifier:
         if self._due(ts, findings, frame):  # the thumbnail only when compared or kept: not every frame
             for name, p in self.model.probabilities(frame).items():
                 self._states[name].update(p, self.model.heads[name].threshold, self.confirm)
+            if self._last_ts is None or ts < self._last_ts:
+                self._start_ts = ts
             self._last_ts, self._thumbnail = ts, self.thumbnail(frame)
             self.scorings += 1
         fire = next((f for f in findings if f.type == "fire"), None)

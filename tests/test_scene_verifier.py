@@ -12,6 +12,7 @@ from detectors.scene import (
     CONFIRM,
     IDLE_STEP_S,
     STEP_S,
+    WARMUP_S,
     SceneHead,
     SceneModel,
     SceneVerifier,
@@ -63,21 +64,47 @@ def _by_type(findings: list[Finding]) -> dict[str, Finding]:
 
 def test_scores_first_frame_then_idle_steps_candidate_steps_and_fast_steps_to_confirm():
     model, embedder = _model([-5.0])  # every head far below its threshold
-    verifier = SceneVerifier(model)
+    verifier = SceneVerifier(model, warmup_s=0.0)  # each pace alone (the warm-up has its own test)
     for t in np.arange(0.0, 60.0, 0.5):
         verifier.verify(FRAME, float(t), _findings())
     assert embedder.calls == int(60 / IDLE_STEP_S), "a quiet camera is scored every idle step"
     model, embedder = _model([-5.0])
-    verifier = SceneVerifier(model)
+    verifier = SceneVerifier(model, warmup_s=0.0)
     for t in np.arange(0.0, 60.0, 0.5):
         verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0))
     assert embedder.calls == int(60 / CANDIDATE_STEP_S), "flame-coloured pixels: a faster pace"
     model, embedder = _model([-5.0, 5.0, 5.0, 5.0, 5.0, 5.0])
-    verifier = SceneVerifier(model)
+    verifier = SceneVerifier(model, warmup_s=0.0)
     for t in np.arange(0.0, 60.0, 0.5):
         verifier.verify(FRAME, float(t), _findings())
     # t=0 below; t=20 above -> confirmed at t=22 (STEP_S later); then the idle pace again
     assert embedder.calls == 4 and STEP_S == 2.0 and IDLE_STEP_S == 20.0
+
+
+def test_a_new_stream_is_scored_every_step_during_its_warm_up():
+    model, embedder = _model([-5.0])
+    verifier = SceneVerifier(model)
+    for t in np.arange(0.0, 60.0, 0.5):
+        verifier.verify(FRAME, 1000.0 + float(t), _findings())
+    warm = int(WARMUP_S / STEP_S)  # t = 0, 2, 4, 6, 8
+    assert warm == 5 and embedder.calls == warm + 2, "then the idle pace (t = 20, 40)"
+    for t in np.arange(0.0, 10.0, 0.5):  # time went back: a new stream (a replay), a new warm-up
+        verifier.verify(FRAME, 500.0 + float(t), _findings())
+    assert embedder.calls == 2 * warm + 2
+
+
+def test_an_event_under_way_when_a_camera_starts_is_confirmed_within_seconds():
+    """A flood already in view a moment after a camera (or a worker) starts: the first scoring
+    missed it, the warm-up pace confirms it by the third (t = 4 s) instead of at the idle step."""
+    def first_active(verifier: SceneVerifier) -> float | None:
+        for t in np.arange(0.0, 30.0, 0.5):
+            if _by_type(verifier.verify(FRAME, float(t), _findings()))["flood"].active:
+                return float(t)
+        return None
+    model, _ = _model([-5.0, 5.0, 5.0], types=("flood",))
+    assert first_active(SceneVerifier(model)) == 2 * STEP_S
+    model, _ = _model([-5.0, 5.0, 5.0], types=("flood",))
+    assert first_active(SceneVerifier(model, warmup_s=0.0)) == IDLE_STEP_S + STEP_S
 
 
 def test_a_type_switches_after_confirm_scorings_on_the_same_side():
@@ -111,7 +138,7 @@ def test_fire_needs_flame_colour_and_flood_needs_a_road():
 
 def test_an_ongoing_fire_is_rechecked_at_the_idle_pace():
     model, embedder = _model([5.0], types=("fire", "smoke"))  # fire and smoke, confirmed at t=0 and t=STEP_S
-    verifier = SceneVerifier(model)
+    verifier = SceneVerifier(model, warmup_s=0.0)
     for t in np.arange(0.0, 62.0, 0.5):
         out = _by_type(verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0)))
     assert out["fire"].active
@@ -119,7 +146,7 @@ def test_an_ongoing_fire_is_rechecked_at_the_idle_pace():
     assert embedder.calls == 2 + int(60 / IDLE_STEP_S) and CANDIDATE_STEP_S < IDLE_STEP_S
     embedder = ScriptedEmbedder([5.0])  # fire on, smoke off (its head's bias holds it down)
     heads = {"fire": SceneHead(np.ones(1, np.float32), 0.0, 0.5), "smoke": SceneHead(np.ones(1, np.float32), -10.0, 0.5)}
-    verifier = SceneVerifier(SceneModel(embedder, heads))
+    verifier = SceneVerifier(SceneModel(embedder, heads), warmup_s=0.0)
     for t in np.arange(0.0, 62.0, 0.5):
         out = _by_type(verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0)))
     assert out["fire"].active and not out["smoke"].active
@@ -128,14 +155,14 @@ def test_an_ongoing_fire_is_rechecked_at_the_idle_pace():
 
 def test_classical_water_cues_raise_the_flood_pace_until_the_scene_confirms():
     model, embedder = _model([-5.0], types=("flood",))
-    verifier = SceneVerifier(model)
+    verifier = SceneVerifier(model, warmup_s=0.0)
     water = _findings()
     water[2] = Finding("flood", True, 0.6, ready=True)  # the classical cues call water
     for t in np.arange(0.0, 60.0, 0.5):
         verifier.verify(FRAME, float(t), water)
     assert embedder.calls == int(60 / CANDIDATE_STEP_S), "proposed by the water cues: every CANDIDATE_STEP_S"
     model, embedder = _model([5.0], types=("flood",))
-    verifier = SceneVerifier(model)
+    verifier = SceneVerifier(model, warmup_s=0.0)
     for t in np.arange(0.0, 60.5, 0.5):
         out = _by_type(verifier.verify(FRAME, float(t), water))
     assert out["flood"].active and embedder.calls == 2 + int(60 / IDLE_STEP_S), "confirmed: the idle pace again"
@@ -163,7 +190,7 @@ def test_the_sample_flood_scene_alarms_whatever_the_phase_of_the_idle_grid(phase
 
 def test_a_new_view_is_rescored_at_once_but_passing_traffic_is_not():
     model, embedder = _model([-5.0])
-    verifier = SceneVerifier(model)
+    verifier = SceneVerifier(model, warmup_s=0.0)
     street = np.full((90, 160, 3), 90, np.uint8)
     verifier.verify(street, 0.0, _findings())
     car = street.copy()
