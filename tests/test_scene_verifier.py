@@ -272,6 +272,29 @@ def test_head_training_is_deterministic_and_keeps_types_it_cannot_fit_out():
     assert media_score(np.array([0.6])) == pytest.approx(0.6)
 
 
+def test_smoke_budget_is_a_share_of_every_negative_though_it_judges_clips_only(monkeypatch):
+    """The fire task's false-alarm rate counts every negative, stills too; smoke is not judged on
+    stills, so its budget (2 % of 50 negatives: one media) must not shrink to 2 % of the 10 clips
+    it can alarm on (nothing), which set its threshold above one borderline clip for no reason."""
+    pytest.importorskip("sklearn")
+    from pipeline.app import scene_fit
+
+    monkeypatch.setattr(scene_fit, "fit_head", lambda items, event: (np.ones(1, np.float32), 0.0))
+    monkeypatch.setattr(scene_fit, "FALSE_ALARM_BUDGET", {**scene_fit.FALSE_ALARM_BUDGET, "smoke": 0.02})
+
+    def media(i: int, logit: float, smoke: bool, still: bool = False) -> "scene_fit.MediaEmbeddings":
+        frames = 1 if still else 4
+        return scene_fit.MediaEmbeddings(f"m{i}", f"s{i}", still, {"fire": smoke, "smoke": smoke, "flood": None},
+                                         np.arange(float(frames)), np.full((frames, 1), logit, np.float32), 0.0)
+
+    borderline = float(np.log(0.75 / 0.25))  # a negative clip scored 0.75
+    clips = [media(i, 5.0, True) for i in range(5)] + [media(5, borderline, False)] + \
+        [media(i, -5.0, False) for i in range(6, 15)]
+    stills = [media(i, -5.0, False, still=True) for i in range(15, 55)]
+    assert scene_fit.fit_threshold(clips + stills, "smoke") == 0.5, "one false alarm in 50 negatives is within 2 %"
+    assert scene_fit.fit_threshold(clips, "smoke") == 0.8, "in 10 negatives it is not"
+
+
 def test_backbone_export_refuses_other_weights(tmp_path):
     from pipeline.app.backbone_export import BackboneError, export_backbone
 

@@ -15,8 +15,9 @@ Recipe (all constants below; nothing here is random):
    ``citywatch evaluate`` scores them (:func:`pipeline.app.evaluate.labels.truth`).
 4. Each head's threshold is fitted on the training sources only: out-of-fold media scores from
    :data:`INNER_FOLDS` source-grouped folds, lowest value of :data:`THRESHOLD_GRID` whose false
-   alarms on negative media stay within the type's budget (:data:`FALSE_ALARM_BUDGET`; smoke counts
-   clips only, as stills are not judged for it). A media's
+   alarms on negative media stay within the type's budget (:data:`FALSE_ALARM_BUDGET`): a share
+   of every held-out negative, as the task's false-alarm rate counts them, though smoke can only
+   alarm on the clips among them (stills are not judged for it). A media's
    score is what the run-time rule needs to switch the type on: the best of two consecutive frames
    (the lower of each pair), the frame itself for a still.
 """
@@ -132,17 +133,19 @@ def fit_threshold(items: list[MediaEmbeddings], event: str) -> float:
     """The head's threshold from out-of-fold scores over source-grouped inner folds (see module)."""
     labelled = _labelled(items, event)
     sources = sorted({i.source for i in labelled})
-    negatives: list[float] = []
+    negatives: list[float] = []  # scores of the held-out negatives the type judges
+    held_negatives = 0  # every held-out negative: the task's false-alarm share counts them all
     for k in range(INNER_FOLDS):
         held = set(sources[k::INNER_FOLDS])
         fit_on = [i for i in labelled if i.source not in held]
         if {True, False} - {bool(i.labels[event]) for i in fit_on}:
             continue
         w, b = fit_head(fit_on, event)
+        held_out = [i for i in labelled if i.source in held and not i.labels[event]]
+        held_negatives += len(held_out)
         negatives += [media_score(probabilities(w, b, i.embeddings))
-                      for i in labelled if i.source in held and not i.labels[event]
-                      and (JUDGES_STILLS[event] or not i.still)]
-    budget = FALSE_ALARM_BUDGET[event] * len(negatives)
+                      for i in held_out if JUDGES_STILLS[event] or not i.still]
+    budget = FALSE_ALARM_BUDGET[event] * held_negatives
     for threshold in THRESHOLD_GRID:
         if sum(s >= threshold for s in negatives) <= budget:
             return threshold
