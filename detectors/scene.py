@@ -26,7 +26,11 @@ traffic passing a fixed camera changes a few cells only.
 
 Per type:
 - **fire**: on only where the fire detector is ready and sees flame-coloured pixels
-  (``candidate_pct`` >= :data:`detectors.verifier.CANDIDATE_PCT`): no flame colour, no fire;
+  (``candidate_pct`` >= :data:`detectors.verifier.CANDIDATE_PCT`): no flame colour, no fire.
+  On a live scene whose classical temporal flame cues are active (the fire finding as the
+  detector made it), two consecutive scorings at :data:`CORROBORATED_P` suffice: small or distant
+  fires in a wide view score below the head's fitted threshold, and flame motion is a second,
+  independent witness (stills have none, so there the fitted threshold stays);
 - **smoke**: the scene decides alone (classical haze cues are too weak to gate on, see
   docs/verifier.md), on live scenes only: a still or a frozen stream cannot show smoke drifting,
   and single pictures of dusk skies, auroras and fog look like it, so smoke is judged once the
@@ -56,6 +60,11 @@ CANDIDATE_STEP_S = 6.0  # s between scorings while flame-coloured pixels are in 
 IDLE_STEP_S = 20.0  # s between scorings otherwise (slow events: smoke, flood; ongoing events)
 WARMUP_S = 10.0  # s of frame time after a stream's first frame during which it is scored every STEP_S
 CONFIRM = 2  # consecutive scorings on the same side of the threshold that switch a type
+#: P(fire) that confirms a fire the classical temporal cues already see burning on a live scene:
+#: the heads' own decision boundary (both classes weigh the same in training). Their fitted
+#: thresholds (0.8-0.9) guard the scene alone against false alarms; two independent witnesses
+#: (flame motion and the scene) need less from each.
+CORROBORATED_P = 0.5
 CHANGE_LEVELS = 24.0  # median absolute grey-level change of the thumbnail cells that makes a new scene
 THUMBNAIL = (16, 9)  # px (w, h) of the grey thumbnail the scene-change test compares
 
@@ -141,6 +150,7 @@ class SceneVerifier:
         self._start_ts: float | None = None
         self._thumbnail: np.ndarray | None = None
         self._states = {name: _TypeState() for name in model.heads}
+        self._corroborated = _TypeState()  # fire at CORROBORATED_P, for flames the classical cues see
 
     def _step(self, ts: float, findings: list[Finding]) -> float:
         if self._start_ts is not None and ts - self._start_ts < self.warmup_s - 1e-9:
@@ -176,6 +186,8 @@ class SceneVerifier:
         if self._due(ts, findings, frame):  # the thumbnail only when compared or kept: not every frame
             for name, p in self.model.probabilities(frame).items():
                 self._states[name].update(p, self.model.heads[name].threshold, self.confirm)
+                if name == "fire":
+                    self._corroborated.update(p, min(CORROBORATED_P, self.model.heads[name].threshold), self.confirm)
             if self._last_ts is None or ts < self._last_ts:
                 self._start_ts = ts
             self._last_ts, self._thumbnail = ts, self.thumbnail(frame)
@@ -190,7 +202,8 @@ class SceneVerifier:
         measurements = {**f.measurements, "scene_p": round(state.p, 4)}
         ready = live if f.type == "smoke" else f.ready  # flood: ready = a road is in view
         flames = f.type != "fire" or flame_colour(f)
-        active = ready and flames and state.on
+        on = state.on or f.type == "fire" and f.active and live and self._corroborated.on
+        active = ready and flames and on
         confidence = round(state.p, 4) if active else 0.0
         return replace(f, active=active, confidence=confidence, ready=ready,
                        boxes=f.boxes if active else (), measurements=measurements)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from detectors.scene import (
     CANDIDATE_STEP_S,
     CHANGE_LEVELS,
     CONFIRM,
+    CORROBORATED_P,
     IDLE_STEP_S,
     STEP_S,
     WARMUP_S,
@@ -134,6 +137,27 @@ def test_fire_needs_flame_colour_and_flood_needs_a_road():
     out = _by_type(verifier.verify(FRAME, 5.0, _findings(candidate_pct=1.0, static=True)))
     assert out["fire"].active and not out["smoke"].ready and not out["smoke"].active, \
         "a still or frozen stream is not judged for smoke"
+
+
+def test_flames_the_classical_cues_see_burning_need_less_of_the_scene():
+    """P(fire) = 0.6: below the head's fitted threshold (0.9), above the corroborated level. A live
+    scene whose temporal flame cues are active is a fire; the same score alone is not, nor on a
+    still (no temporal evidence there)."""
+    logit = float(np.log(0.6 / 0.4))
+    assert CORROBORATED_P < 0.6 < 0.9
+
+    def fire_after(classical_active: bool, static: bool = False) -> bool:
+        model, _ = _model([logit], types=("fire",), threshold=0.9)
+        verifier = SceneVerifier(model)
+        for t in np.arange(0.0, 6.0, 0.5):
+            findings = _findings(candidate_pct=1.0, static=static)
+            findings[0] = replace(findings[0], active=classical_active)
+            out = _by_type(verifier.verify(FRAME, float(t), findings))["fire"]
+        return out.active
+
+    assert fire_after(classical_active=True)
+    assert not fire_after(classical_active=False), "the scene alone must reach its own threshold"
+    assert not fire_after(classical_active=True, static=True), "a still has no flame motion to corroborate"
 
 
 def test_an_ongoing_fire_is_rechecked_at_the_idle_pace():
