@@ -306,7 +306,7 @@ def test_smoke_budget_is_a_share_of_every_negative_though_it_judges_clips_only(m
     monkeypatch.setattr(scene_fit, "fit_head", lambda items, event: (np.ones(1, np.float32), 0.0))
     monkeypatch.setattr(scene_fit, "FALSE_ALARM_BUDGET", {**scene_fit.FALSE_ALARM_BUDGET, "smoke": 0.02})
 
-    def media(i: int, logit: float, smoke: bool, still: bool = False) -> "scene_fit.MediaEmbeddings":
+    def media(i: int, logit: float, smoke: bool, still: bool = False) -> scene_fit.MediaEmbeddings:
         frames = 1 if still else 4
         return scene_fit.MediaEmbeddings(f"m{i}", f"s{i}", still, {"fire": smoke, "smoke": smoke, "flood": None},
                                          np.arange(float(frames)), np.full((frames, 1), logit, np.float32), 0.0)
