@@ -32,6 +32,9 @@ from detectors.fire_patches import candidate_rows, patch_box
 CANDIDATE_PCT = 0.05  # % of the region in the loose flame colour that makes a frame a candidate
 MAX_BOXES = 4
 STEP_S = 2.0  # s of frame time between two scorings of a camera (a fire lasts; ~0.6 ms a scoring)
+#: s of frame time between two scorings in annotate-only mode: the boxes of a fire that is already
+#: decided are evidence for the operator, refreshed at the scene verifier's candidate pace
+ANNOTATE_STEP_S = 6.0
 
 
 def flame_colour(fire: Finding) -> bool:
@@ -72,10 +75,10 @@ class FireVerifier:
 
     event_type = "fire"
 
-    def __init__(self, model: FireVerifierModel, step_s: float = STEP_S, decide: bool = True) -> None:
+    def __init__(self, model: FireVerifierModel, step_s: float | None = None, decide: bool = True) -> None:
         self.model = model
-        self.step_s = step_s
-        self.decide = decide  # False: only annotate (patch score and boxes); a later stage decides
+        self.decide = decide  # False: only annotate (patch score and boxes); an earlier stage decided
+        self.step_s = step_s if step_s is not None else STEP_S if decide else ANNOTATE_STEP_S
         self._score = 0.0
         self._boxes: tuple[tuple[float, float, float, float], ...] = ()
         self._last_ts: float | None = None
@@ -101,8 +104,9 @@ class FireVerifier:
 
     def _annotate(self, frame: np.ndarray, ts: float, f: Finding) -> Finding:
         """Annotate-only mode, after the stage that decides: an active fire without boxes of its
-        own gets the boxes of its flame-like patches (evidence for the operator); nothing else is
-        scored, so a quiet or a boxed frame costs nothing here."""
+        own gets the boxes of its flame-like patches (evidence for the operator), scored when the
+        fire starts and then every ``step_s`` (:data:`ANNOTATE_STEP_S`); nothing else is scored,
+        so a quiet or a boxed frame costs nothing here."""
         if not f.active:
             self._score, self._boxes, self._last_ts = 0.0, (), None
             return f

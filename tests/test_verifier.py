@@ -10,7 +10,7 @@ import pytest
 
 from detectors.base import Finding
 from detectors.fire_patches import FEATURES, PATCH, candidate_rows, candidates, patch_box, patch_rows
-from detectors.verifier import FireVerifier, FireVerifierModel
+from detectors.verifier import ANNOTATE_STEP_S, STEP_S, FireVerifier, FireVerifierModel
 from pipeline.config.settings import AlertSettings, CameraConfig
 from pipeline.processing.analysis import FrameAnalyzer
 from pipeline.processing.verifier_models import build_verifiers, shipped_fire_model
@@ -113,6 +113,16 @@ def test_annotating_only_boxes_active_fires_that_have_no_boxes():
     verifier.verify(_scene(), 13.0, [quiet])  # the fire ended: the next one is scored afresh
     verifier.verify(_scene(), 13.5, [unboxed])
     assert clf.calls == 3
+
+
+def test_annotating_refreshes_the_boxes_of_a_burning_fire_at_the_slower_pace():
+    clf = FixedClassifier(0.95)
+    verifier = FireVerifier(FireVerifierModel(clf), decide=False)
+    assert FireVerifier(FireVerifierModel(clf)).step_s == STEP_S < ANNOTATE_STEP_S == verifier.step_s
+    for t in np.arange(0.0, 12.0, 0.5):  # an active fire without boxes for 12 s at 2 frames/s
+        (out,) = verifier.verify(_scene(), 100.0 + float(t), [_fire(True, True)])
+        assert out.boxes, "boxed on every frame, from the kept scoring"
+    assert clf.calls == 2, "scored when it started and once ANNOTATE_STEP_S later"
 
 
 def test_shipped_model_loads_and_the_setting_turns_it_off():
