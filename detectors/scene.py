@@ -166,8 +166,8 @@ class SceneVerifier:
         return self.idle_step_s
 
     def _due(self, ts: float, findings: list[Finding], frame: np.ndarray) -> bool:
-        if self._last_ts is None or self._thumbnail is None or ts < self._last_ts:  # first, or a new stream
-            return True
+        """Whether a stream already scored is due again (the first frame of a stream always is)."""
+        assert self._last_ts is not None and self._thumbnail is not None  # kept at every scoring
         # on a fixed grid of frame time, so two replays of a stream score the same frames
         step = self._step(ts, findings)
         if math.floor(ts / step + 1e-9) > math.floor(self._last_ts / step + 1e-9):
@@ -183,12 +183,13 @@ class SceneVerifier:
 
     def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
         """``findings`` with fire, smoke and flood decided by the scene model."""
-        if self._due(ts, findings, frame):  # the thumbnail only when compared or kept: not every frame
+        new_stream = self._last_ts is None or ts < self._last_ts  # the first frame, or time went back
+        if new_stream or self._due(ts, findings, frame):  # the thumbnail only when compared or kept
             for name, p in self.model.probabilities(frame).items():
                 self._states[name].update(p, self.model.heads[name].threshold, self.confirm)
                 if name == "fire":
                     self._corroborated.update(p, min(CORROBORATED_P, self.model.heads[name].threshold), self.confirm)
-            if self._last_ts is None or ts < self._last_ts:
+            if new_stream:
                 self._start_ts = ts
             self._last_ts, self._thumbnail = ts, self.thumbnail(frame)
             self.scorings += 1
