@@ -72,6 +72,23 @@ def test_compose_has_a_full_site():
     assert "init-buckets.sh" in " ".join(services["minio-init"]["entrypoint"])
 
 
+def test_minio_announces_new_frames_to_the_workers_through_the_broker():
+    """MinIO's MQTT notification target publishes on the topic the workers listen to, as the user
+    the shipped ACL lets write there (and only when a password for it is set)."""
+    from pipeline.frames.notices import notice_topic
+
+    services = _compose()["services"]
+    env = services["minio"]["environment"]
+    assert env["MINIO_NOTIFY_MQTT_TOPIC_CITYWATCH"] == notice_topic("citywatch")
+    assert env["MINIO_NOTIFY_MQTT_ENABLE_CITYWATCH"] == "${MINIO_MQTT_PASSWORD:+on}"
+    assert env["MINIO_NOTIFY_MQTT_BROKER_CITYWATCH"].startswith("tls://mosquitto:")
+    assert services["minio-init"]["environment"]["NOTIFY_TARGET"] == "${MINIO_MQTT_PASSWORD:+arn:minio:sqs::CITYWATCH:mqtt}"
+    acl = (DEPLOY / "mosquitto" / "acl").read_text()
+    user = env["MINIO_NOTIFY_MQTT_USERNAME_CITYWATCH"]
+    assert f"user {user}\ntopic write {notice_topic('citywatch')}\n" in acl
+    assert "MINIO_MQTT_PASSWORD=" in (DEPLOY / ".env.example").read_text()
+
+
 def test_compose_mounts_only_files_that_exist():
     missing, secrets = [], set()
     for name, service in _compose()["services"].items():
@@ -176,6 +193,7 @@ echo "$*" >> "$MC_LOG"
 case "$1 $2 $3" in
   "ilm rule import") cat > "$MC_LOG.ilm.$(echo "$4" | tr / _)" ;;
   "admin user info") echo "Policy: ${MC_ATTACHED:-none}" ;;
+  "event ls "*) echo "${MC_EVENTS:-}" ;;
 esac
 exit 0
 """
@@ -203,11 +221,19 @@ def test_bucket_init_script_drives_mc(tmp_path):
     assert "admin policy attach site citywatch-worker --user wk" in calls
     assert "admin policy attach site citywatch-camera --user cam-02" in calls
     assert not any("citywatch-ingest --user" in c for c in calls)  # no ingest user configured
+    assert not any(c.startswith("event") for c in calls)  # no notification target configured
 
     env["MC_ATTACHED"] = "citywatch-worker citywatch-camera"  # second run: already attached
+    env["NOTIFY_TARGET"] = "arn:minio:sqs::CITYWATCH:mqtt"  # and frames announced on MQTT
     log.unlink()
     assert subprocess.run(["sh", str(script)], env=env, capture_output=True, timeout=30).returncode == 0
-    assert not any("policy attach" in c for c in log.read_text().splitlines())
+    calls = log.read_text().splitlines()
+    assert not any("policy attach" in c for c in calls)
+    assert "event add site/city-frames arn:minio:sqs::CITYWATCH:mqtt --event put --suffix .jpg" in calls
+    env["MC_EVENTS"] = "arn:minio:sqs::CITYWATCH:mqtt   s3:ObjectCreated:*   Filter: suffix=\".jpg\""
+    log.unlink()
+    assert subprocess.run(["sh", str(script)], env=env, capture_output=True, timeout=30).returncode == 0
+    assert not any(c.startswith("event add") for c in log.read_text().splitlines())  # already there
 
     env["FRAME_RETENTION_DAYS"] = "30d"
     bad = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)

@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,7 +31,7 @@ from pipeline.state.store import OutboxMessage, StateStore
 from tests.test_publisher import RUN_AS_ME, Collector
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
-PASSWORDS = {"worker-1": "w1-Secret-7f3a", "ioc": "ioc-Secret-91bc"}
+PASSWORDS = {"worker-1": "w1-Secret-7f3a", "ioc": "ioc-Secret-91bc", "minio": "minio-Secret-5d2e"}
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd missing")]
@@ -267,3 +268,32 @@ def test_console_as_ioc_sees_acknowledgements_under_the_shipped_acl(secure_broke
             assert acked and acked["operator"] == "Ana", "the console (user ioc) never saw the acknowledgement"
     finally:
         worker.stop()
+
+
+def test_new_frame_notices_under_the_shipped_acl_come_from_minio_only(secure_broker):
+    """MinIO's MQTT user may announce frames and a worker hears them; the operations center may not."""
+    from pipeline.frames.notices import FrameNotices, NoticePublisher, notice_payload
+
+    key = "cam-1/2026/12/08/20261208T031500.250Z.jpg"
+    notices = FrameNotices(settings(secure_broker, "worker-1", PASSWORDS["worker-1"]),
+                           f"n-{uuid.uuid4().hex[:8]}", "frames", ["cam-1", "cam-2"]).start()
+    minio = NoticePublisher(settings(secure_broker, "minio", PASSWORDS["minio"]), f"m-{uuid.uuid4().hex[:8]}",
+                            "frames").start(5)
+    ioc = make_client(settings(secure_broker, "ioc", PASSWORDS["ioc"]), f"i-{uuid.uuid4().hex[:8]}", clean_start=True)
+    connected = threading.Event()
+    ioc.on_connect = lambda *args: connected.set()
+    ioc.loop_start()
+    try:
+        assert notices.wait_subscribed(10) and connected.wait(10)
+        sent = ioc.publish("citywatch/frames/new", notice_payload("frames", key.replace("cam-1", "cam-2"), 1), qos=1)
+        sent.wait_for_publish(5)  # acknowledged (MQTT 5: "not authorized"), never forwarded
+        time.sleep(0.5)
+        assert notices.take(0.1) == []  # the ioc user may not write there: the broker drops it
+        minio(key, 1)
+        assert notices.take(5) == ["cam-1"]
+        assert minio.published == 1
+    finally:
+        notices.stop()
+        minio.stop()
+        ioc.disconnect()
+        ioc.loop_stop()

@@ -12,6 +12,8 @@
 #   CITYWATCH_INGEST_ACCESS_KEY / CITYWATCH_INGEST_SECRET_KEY   user for `citywatch ingest`/gateways
 #   CAMERA_USERS="cam-01:secret1 cam-02:secret2"   optional per-camera users (own prefix only)
 #   POLICY_DIR=/policies       where the policy-*.json files of deploy/minio are mounted
+#   NOTIFY_TARGET=arn:minio:sqs::CITYWATCH:mqtt   optional: announce every frame put on this
+#                              notification target (the new-frame notices workers listen to)
 set -eu
 
 : "${MINIO_URL:?MINIO_URL is not set}"
@@ -75,5 +77,14 @@ fi
 for pair in ${CAMERA_USERS:-}; do
   add_user "${pair%%:*}" "${pair#*:}" camera
 done
+
+# New-frame notices: each .jpg put into the frames bucket is published on the MQTT target.
+if [ -n "${NOTIFY_TARGET:-}" ]; then
+  if mc event ls "site/$FRAMES_BUCKET" "$NOTIFY_TARGET" 2>/dev/null | grep -q "$NOTIFY_TARGET"; then
+    echo "frames bucket already announces new frames on $NOTIFY_TARGET"
+  else
+    mc event add "site/$FRAMES_BUCKET" "$NOTIFY_TARGET" --event put --suffix .jpg
+  fi
+fi
 
 echo "citywatch buckets ready: $FRAMES_BUCKET (expire after $FRAME_RETENTION_DAYS d), $ALERTS_BUCKET (expire after $EVIDENCE_RETENTION_DAYS d)"

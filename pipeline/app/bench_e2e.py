@@ -57,6 +57,9 @@ class FeedPlan:
     out_file: str
     first_frame: int = 0
     threads: int = 8
+    #: MQTT settings to announce each put on (a new-frame notice, as `citywatch ingest` and MinIO's
+    #: bucket notifications do); None: the workers find frames by polling only
+    mqtt: dict | None = None
 
 
 def _feed(plan: FeedPlan) -> None:  # child process: the cameras
@@ -64,7 +67,14 @@ def _feed(plan: FeedPlan) -> None:  # child process: the cameras
     from pipeline.frames.store import FrameStore, make_minio
 
     jpegs = [Path(p).read_bytes() for p in plan.frame_files]
-    store = FrameStore(make_minio(S3Settings(**plan.s3)), plan.s3["frames_bucket"])
+    notices = None
+    if plan.mqtt is not None:
+        from pipeline.config.endpoints import MqttSettings
+        from pipeline.frames.notices import start_notice_publisher
+
+        notices = start_notice_publisher(MqttSettings(**plan.mqtt), f"bench-cameras-{uuid.uuid4().hex[:8]}",
+                                         plan.s3["frames_bucket"])
+    store = FrameStore(make_minio(S3Settings(**plan.s3)), plan.s3["frames_bucket"], on_put=notices)
     count = int(plan.seconds * plan.fps)
     n = len(plan.cameras)
     puts: dict[str, float] = {}
@@ -100,6 +110,8 @@ def _feed(plan: FeedPlan) -> None:  # child process: the cameras
                 time.sleep(delay)
             futures.append(pool.submit(put, c, i, due))
         errors = [str(f.exception()) for f in futures if f.exception() is not None]
+    if notices is not None:
+        notices.stop()
     Path(plan.out_file).write_text(json.dumps({"puts": puts, "errors": errors[:5], "ended": time.time()}))
 
 
@@ -219,13 +231,14 @@ def _stage_cpu() -> dict[str, float]:
 
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
             workers: int = 2, threads: int = THREADS, poll_s: float = POLL_S, first_frame: int = 10,
-            drain_s: float = 30.0, on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
+            drain_s: float = 30.0, notices: bool = True, on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
     """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
 
     The cameras are split into ``workers`` shards, each watched by its own process (one flow run
     per shard, as on an edge server with a shard per core). Camera ``c`` plays the 2 frames/s
     fire scene from frame ``first_frame + 3c`` (frame 10 is the fire's onset), looping; a fresh
-    detector judges fire after about 5 s of frames."""
+    detector judges fire after about 5 s of frames. With ``notices`` the cameras announce each put
+    on MQTT (as `citywatch ingest` does) and the workers process a camera on its notice."""
     if cameras < 1 or fps <= 0 or seconds <= 0 or workers < 1:
         raise ValueError(f"need cameras >= 1, fps > 0, seconds > 0, workers >= 1 "
                          f"(got {cameras}, {fps}, {seconds}, {workers})")
@@ -250,11 +263,13 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
             for k in range(min(workers, cameras)):
                 config = {"s3": s3, "mqtt": {"url": broker_url, "topic_prefix": prefix},
                           "worker": {"name": f"{name}-{k}", "state_dir": str(work / f"state-{k}"),
-                                     "poll_interval_s": poll_s, "max_frames_per_batch": 500},
+                                     "poll_interval_s": poll_s, "max_frames_per_batch": 500,
+                                     "frame_notices": notices},
                           "cameras": [{"id": c, "name": c, "location": {"lat": 0, "lon": 0}} for c in ids]}
                 shards.append(WorkerPlan(config, ids[k::workers], threads))
             feed_s3 = {**s3, "access_key": ingest.access_key, "secret_key": ingest.secret_key}
-            plan = FeedPlan(feed_s3, ids, fps, seconds, files, 0.0, str(work / "puts.json"), first_frame)
+            plan = FeedPlan(feed_s3, ids, fps, seconds, files, 0.0, str(work / "puts.json"), first_frame,
+                            mqtt={"url": broker_url, "topic_prefix": prefix} if notices else None)
             result = _measure(config_from_dict(shards[0].config, env={}), shards, plan, ctx, server.pid,
                               drain_s, on_step)
             result.broker = broker_url

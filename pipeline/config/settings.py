@@ -78,6 +78,10 @@ class WorkerSettings(_Strict):
     name: str = Field("worker-1", pattern=anchored(NAME))
     state_dir: Path = Field(Path(".citywatch"), description="Outbox, checkpoints, incident state")
     poll_interval_s: float = Field(1.0, gt=0, le=60)
+    frame_notices: bool = Field(True, description="Process a camera as soon as a new-frame notice "
+                                "(<prefix>/frames/new: MinIO bucket notification or citywatch ingest) names it")
+    notice_sweep_s: float = Field(10.0, gt=0, le=3600, description="Cameras whose notices arrive are "
+                                  "still listed this often (a lost notice is found by then)")
     window_s: float = Field(300.0, gt=0, le=86400, description="How long one watch run polls")
     max_frames_per_batch: int = Field(200, ge=1, le=10000)
     max_frame_bytes: int = Field(20_000_000, ge=1000, le=200_000_000)

@@ -12,6 +12,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -154,7 +155,7 @@ class Subscriber:
         self._answered = threading.Event()  # subscribed, or the broker refused the connection
         self.refusal: str | None = None  # why the broker refused the last connection, if it did
 
-    def start(self) -> Subscriber:
+    def start(self) -> Self:
         self._client.loop_start()
         return self
 
@@ -168,7 +169,7 @@ class Subscriber:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def __enter__(self) -> Subscriber:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

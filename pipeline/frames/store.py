@@ -126,8 +126,12 @@ class FrameStore:
 
     def __init__(self, client: Minio, bucket: str, *, retry_for_s: float = 10.0,
                  backoff_s: float = 0.2, backoff_max_s: float = 3.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_put: Callable[[str, int], None] | None = None) -> None:
         self.client = client
+        #: called with (key, size) after each successful put_frame, e.g. a new-frame notice
+        #: (pipeline.frames.notices); its failure is logged, never the put's
+        self.on_put = on_put
         self.bucket = bucket
         self.retry_for_s = retry_for_s
         self.backoff_s = backoff_s
@@ -187,6 +191,11 @@ class FrameStore:
         key = frame_key(camera_id, ts, test=test)
         self._call(f"put {self.bucket}/{key}", lambda: self.client.put_object(
             self.bucket, key, io.BytesIO(jpeg), len(jpeg), content_type="image/jpeg"))
+        if self.on_put is not None:
+            try:
+                self.on_put(key, len(jpeg))
+            except Exception as exc:  # noqa: BLE001 - the frame is stored; a lost hint costs one poll
+                log.warning("frame %s stored, but its new-frame notice failed: %s", key, exc)
         return key
 
     def list_new(self, camera_id: str, after_key: str | None, limit: int,

@@ -3,7 +3,9 @@
 `WatchSession` owns one :class:`Worker` and runs *slices*: a slice polls its cameras every
 ``poll_interval_s`` for a few seconds, processes new frames on a small thread pool (OpenCV and
 numpy release the GIL, so both cores work), ends incidents of silent cameras, publishes camera
-status and flushes the outbox. A sender thread hands alerts to the broker as soon as a camera's
+status and flushes the outbox. Between polls it processes a camera as soon as a new-frame notice
+names it (:mod:`pipeline.frames.notices`); cameras whose notices arrive are then listed by the
+poll only every ``notice_sweep_s``. A sender thread hands alerts to the broker as soon as a camera's
 batch commits them, so an alert does not wait for the other cameras of its cycle. The Prefect
 flow wraps one task around each slice, so Prefect sees a few tasks per minute, never one per frame.
 """
@@ -24,6 +26,7 @@ from pipeline.alerts.evidence import EvidenceStore
 from pipeline.config.settings import Config
 from pipeline.delivery.acks import AckRecorder
 from pipeline.delivery.publisher import MqttPublisher
+from pipeline.frames.notices import FrameNotices
 from pipeline.frames.store import FrameStore, make_minio
 from pipeline.processing.metrics import serve_from_env
 from pipeline.processing.worker import BatchResult, Worker
@@ -121,6 +124,8 @@ class WatchSession:
         self._sender_stop = threading.Event()
         self._sent = 0  # acknowledged by the sender thread, not yet counted in a cycle's stats
         self._sent_lock = threading.Lock()
+        self._notices: FrameNotices | None = None
+        self._last_sweep = float("-inf")
 
     def start(self) -> WatchSession:
         if not self._started:
@@ -133,17 +138,33 @@ class WatchSession:
                     log.warning("could not ensure bucket %s: %s", getattr(store, "bucket", "?"), exc)
             self.worker.publisher.start()
             self._start_ack_recorder()
+            self._start_notices()
             self._sender_stop.clear()
             self._sender = threading.Thread(target=self._send_loop, name="citywatch-sender", daemon=True)
             self._sender.start()
             self._started = True
         return self
 
-    def cycle(self) -> SliceStats:
-        """One pass: every camera's new frames, expiries, statuses, flush."""
-        stats = SliceStats(cycles=1)
-        for result in self._pool.map(self.worker.process_camera, self.camera_ids):
+    def process(self, camera_ids: list[str]) -> SliceStats:
+        """The new frames of ``camera_ids``, on the thread pool."""
+        stats = SliceStats()
+        for result in self._pool.map(self.worker.process_camera, camera_ids):
             stats.add(result)
+        return stats
+
+    def _polled(self) -> list[str]:
+        """The cameras this poll lists: all of them at a sweep, else those without fresh notices."""
+        sweep_s = self.config.worker.notice_sweep_s
+        now = time.monotonic()
+        if self._notices is None or now - self._last_sweep >= sweep_s:
+            self._last_sweep = now
+            return self.camera_ids
+        return [c for c in self.camera_ids if not self._notices.fresh(c, sweep_s)]
+
+    def cycle(self) -> SliceStats:
+        """One pass: the polled cameras' new frames, expiries, statuses, flush."""
+        stats = self.process(self._polled())
+        stats.cycles = 1
         stats.alerts += self.worker.expire()
         self.worker.publish_statuses()
         stats.delivered += self.worker.flush(timeout_s=2.0)  # statuses, expiries, what the sender left
@@ -166,9 +187,14 @@ class WatchSession:
             now = time.monotonic()
             if now >= deadline:
                 return stats
-            pause = started + self.config.worker.poll_interval_s - now
-            if pause > 0:
-                time.sleep(min(pause, deadline - now))
+            while (pause := min(started + self.config.worker.poll_interval_s, deadline) - now) > 0:
+                if self._notices is None:
+                    time.sleep(pause)
+                elif due := self._notices.take(pause):
+                    stats.merge(self.process(due))
+                now = time.monotonic()
+            if now >= deadline:
+                return stats
 
     def drain(self, timeout_s: float = 10.0) -> int:
         """Flush until the outbox is empty or ``timeout_s`` passes; returns messages acknowledged."""
@@ -206,6 +232,18 @@ class WatchSession:
             self._sender.join(SEND_WAIT_S + 5)
             self._sender = None
 
+    def _start_notices(self) -> None:
+        """Subscribe to new-frame notices for this session's cameras (polling only if that fails)."""
+        if not self.config.worker.frame_notices:
+            return
+        shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
+        try:
+            self._notices = FrameNotices(self.config.mqtt, f"citywatch-notices-{self.config.worker.name}-{shard}",
+                                         self.config.s3.frames_bucket, self.camera_ids).start()
+        except Exception as exc:  # noqa: BLE001 - notices only shorten latency; polling carries on
+            log.warning("not listening for new-frame notices (polling every %.1f s): %s",
+                        self.config.worker.poll_interval_s, exc)
+
     def _start_ack_recorder(self) -> None:
         """Record operators' acks (``<prefix>/ack/+``) in the state store; one session per camera set."""
         shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
@@ -228,6 +266,9 @@ class WatchSession:
         self._pool.shutdown(wait=True)
         self.save_state()
         self._stop_sender()
+        if self._notices is not None:
+            self._notices.stop()
+            self._notices = None
         if self._acks is not None:
             self._acks.stop()
             self._acks = None

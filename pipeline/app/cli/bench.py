@@ -25,17 +25,19 @@ TARGETS = {"ratio_720p": (">=", 0.6), "ratio_1080p": (">=", 0.6), "e2e_fps": (">
 
 
 def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: int | None, threads: int,
-            e2e_size: str, poll_s: float = POLL_S, workers: int = 2, echo=lambda _: None) -> dict[str, Any]:
+            e2e_size: str, poll_s: float = POLL_S, workers: int = 2, echo=lambda _: None,
+            notices: bool = True) -> dict[str, Any]:
     """Every measurement of the bench as one JSON-able dict (the keys of ``--json``)."""
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                           "load_1min_start": round(load_average(), 2)},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     report.update(micro_bench(frames=frames, repeats=repeats, on_step=echo))
     e2e = run_e2e(cameras, fps, seconds, size=SIZES[e2e_size], threads=threads, poll_s=poll_s,
-                  workers=workers, on_step=echo)
+                  workers=workers, notices=notices, on_step=echo)
     report.update({
         "e2e_cameras": cameras, "e2e_fps_per_camera": fps, "e2e_seconds": seconds, "e2e_frame_size": e2e_size,
-        "e2e_workers": e2e.workers, "e2e_threads": threads, "e2e_poll_interval_s": poll_s, "e2e_offered_fps": e2e.offered_fps,
+        "e2e_workers": e2e.workers, "e2e_threads": threads, "e2e_poll_interval_s": poll_s, "e2e_frame_notices": notices,
+        "e2e_offered_fps": e2e.offered_fps,
         "e2e_put_fps": e2e.put_fps, "e2e_fps": e2e.e2e_fps,
         "e2e_frames_put": e2e.frames_put, "e2e_frames_processed": e2e.frames_processed,
         "e2e_alerts_received": e2e.alerts, "latency_samples": len(e2e.latencies_s),
@@ -94,7 +96,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                  (f"  ratio {size} against the worker's reduced decode", f"ratio_reduced_{size}")]
     rows += [
         (f"end to end: {report['e2e_cameras']} cameras x {report['e2e_fps_per_camera']:g}/s offered, "
-         f"{report['e2e_workers']} worker process(es)", "e2e_offered_fps"),
+         f"{report['e2e_workers']} worker process(es), "
+         f"{'new-frame notices' if report.get('e2e_frame_notices') else 'polling only'}", "e2e_offered_fps"),
         ("frames/s the cameras managed to put", "e2e_put_fps"),
         ("end to end sustained (frames/s)", "e2e_fps"), ("workers' CPU (cores busy)", "worker_cpu_cores"),
         ("S3 server (SeaweedFS, same box) CPU (cores)", "s3_cpu_cores"),
@@ -140,6 +143,8 @@ def bench_command(
     workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, max=64,
                                 help="End to end: worker processes (shards of the cameras); default one per core"),
     poll: float = typer.Option(POLL_S, "--poll", min=0.05, max=60.0, help="End to end: the worker's poll_interval_s (its default)"),
+    notices: bool = typer.Option(True, "--notices/--no-notices", help="End to end: the cameras announce each "
+                                 "put on MQTT and the workers process a camera on its notice (off: polling only)"),
 ) -> None:
     """Measure decode and full-path frames/s (720p, 1080p, one core), end-to-end frames/s and alert
     latency through S3, the worker and MQTT, detector state and worker memory."""
@@ -150,7 +155,7 @@ def bench_command(
         for name in ("pipeline.processing.worker", "pipeline.delivery.publisher", "pipeline.processing.runner"):
             logging.getLogger(name).setLevel(logging.WARNING)
     report = run_all(cameras, fps, seconds, repeats, frames, threads, e2e_size, poll, workers,
-                     echo=lambda msg: err.print(f"[dim]{msg} ...[/dim]"))
+                     echo=lambda msg: err.print(f"[dim]{msg} ...[/dim]"), notices=notices)
     out = Console() if Console().is_terminal else Console(width=120)
     print_report(report, out)
     if json_out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.config.settings import ConfigError, load_config
 from pipeline.frames.ingest import IngestError, IngestResult, ingest
 from pipeline.frames.keys import InvalidCameraId, validate_camera_id
+from pipeline.frames.notices import start_notice_publisher
 from pipeline.frames.store import FrameStore, FrameStoreUnavailable, make_minio
 
 
@@ -57,6 +59,9 @@ def ingest_command(
     start: str | None = typer.Option(None, help="Time of the first frame, ISO 8601 (default now; no zone = UTC)"),
     duration: float | None = typer.Option(None, help="Seconds: replay a single image as a static scene, or stop a stream"),
     quality: int = typer.Option(90, min=1, max=100, help="JPEG quality of the uploaded frames"),
+    notify: bool = typer.Option(True, "--notify/--no-notify", help="Announce each frame on "
+                                "<prefix>/frames/new so workers process it at once (as MinIO's bucket "
+                                "notifications do); off: workers find it at their next poll"),
 ) -> None:
     """Put frames into the frames bucket under the object-key contract, as that camera would."""
     err = Console(stderr=True, soft_wrap=True)
@@ -73,7 +78,9 @@ def ingest_command(
         err.print(f"warning: camera {camera} is not in the registry; the watch flow will not analyse its frames",
                   highlight=False)
     fps = fps if fps is not None else (registered.fps if registered else 2.0)
-    store = FrameStore(make_minio(cfg.s3), cfg.s3.frames_bucket)
+    notices = start_notice_publisher(cfg.mqtt, f"citywatch-ingest-{camera}-{os.getpid()}",
+                                     cfg.s3.frames_bucket) if notify else None
+    store = FrameStore(make_minio(cfg.s3), cfg.s3.frames_bucket, on_put=notices)
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[key]}"), console=err, transient=False) as bar:
@@ -90,6 +97,9 @@ def ingest_command(
             raise _fail(err, exc, 2) from None
         except FrameStoreUnavailable as exc:
             raise _fail(err, exc, 1) from None
+        finally:
+            if notices is not None:
+                notices.stop()
     typer.echo(_summary(result, cfg.s3.frames_bucket, cfg.s3.url))
     if result.interrupted:
         raise typer.Exit(130)
