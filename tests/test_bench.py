@@ -72,6 +72,10 @@ def test_bench_command_writes_every_figure(tmp_path, mqtt_broker):
     assert split[0] > 0 and split[1] > 0
     assert sum(split) == pytest.approx(report["worker_cpu_ms_per_frame"])
     assert "of which the reduced decode" in res.output
+    # 14 s of feeding: frames after each camera's first 15 s only if the workers lagged behind
+    steady = report["worker_steady_cpu_ms_per_frame"]
+    assert (steady is None or steady > 0) and report["e2e_steady_after_s"] == 15
+    assert report["e2e_frame_notices"] is True and "new-frame notices" in res.output
     assert not report["e2e_errors"]
 
 
@@ -121,4 +125,6 @@ def test_the_worker_cpu_split_shares_the_end_to_end_figure():
                     worker_cpu_cores=1.0, worker_cpu_s=30.0, decode_cpu_s=6.0, analysis_cpu_s=15.0)
     assert run.cpu_split_ms() == pytest.approx((2.0, 5.0, 3.0))  # 10 ms a frame: 20 %, 50 %, the rest
     idle = E2EResult(offered_fps=100, e2e_fps=0.0, frames_put=0, frames_processed=0, alerts=0)
-    assert idle.cpu_split_ms() is None
+    assert idle.cpu_split_ms() is None and idle.steady_cpu_ms() is None
+    run.steady_cpu_s, run.steady_frames = 12.0, 1500  # the frames after the cold start
+    assert run.steady_cpu_ms() == pytest.approx(8.0)

@@ -42,6 +42,10 @@ SLICE_S = 1.0
 CAMERAS, CAMERA_FPS = 83, 2.0
 #: The workers poll at the worker's own default interval unless told otherwise.
 POLL_S = WorkerSettings.model_fields["poll_interval_s"].default
+#: Seconds after the first put from which the steady-state CPU per frame is counted: every camera
+#: starts cold at once, and its first seconds hold the scene verifier's warm-up scorings (10 s)
+#: and the confirmations of a new stream, which a camera running for hours no longer pays.
+STEADY_AFTER_S = 15.0
 
 
 @dataclass
@@ -141,6 +145,9 @@ class E2EResult:
     worker_cpu_s: float = 0.0
     decode_cpu_s: float = 0.0
     analysis_cpu_s: float = 0.0
+    #: The same after :data:`STEADY_AFTER_S` (0 when the run is too short to have that part)
+    steady_cpu_s: float = 0.0
+    steady_frames: int = 0
 
     def cpu_split_ms(self) -> tuple[float, float, float] | None:
         """Worker CPU ms per frame end to end (``worker_cpu_cores`` / ``e2e_fps``) split into
@@ -150,6 +157,10 @@ class E2EResult:
         total = 1000.0 * self.worker_cpu_cores / self.e2e_fps
         decode, analysis = (total * s / self.worker_cpu_s for s in (self.decode_cpu_s, self.analysis_cpu_s))
         return decode, analysis, total - decode - analysis
+
+    def steady_cpu_ms(self) -> float | None:
+        """Worker CPU ms per frame processed after :data:`STEADY_AFTER_S` (None: none were)."""
+        return 1000.0 * self.steady_cpu_s / self.steady_frames if self.steady_frames else None
     errors: list[str] = field(default_factory=list)
 
     def quantile(self, q: float) -> float | None:
@@ -203,13 +214,17 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
 
         session.worker.process_camera = timed_process_camera  # type: ignore[method-assign]
         conn.send("ready")
-        expected, deadline = conn.recv()
+        expected, deadline, steady_at = conn.recv()
         cpu0, stages0, processed = _cpu(None), _stage_cpu(), 0
+        steady: tuple[float, int] | None = None  # (CPU s, frames processed) when steady_at passed
         while time.time() < deadline and processed < expected:
+            if steady is None and time.time() >= steady_at:
+                steady = (_cpu(None), processed)
             stats = session.run_slice(SLICE_S)  # the watch flow's loop, in short slices
             processed += stats.frames
             errors.extend(e for e in stats.errors if e not in errors)
         busy = _cpu(None) - cpu0
+        steady_cpu, steady_frames = (busy + cpu0 - steady[0], processed - steady[1]) if steady else (0.0, 0)
         stages = {k: v - stages0[k] for k, v in _stage_cpu().items()}
         session.drain(10)
         state = max((state_bytes(a.detectors) for a in session.worker._analyzers.values()), default=0)
@@ -217,6 +232,7 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
     conn.send({"processed": processed, "first_done_at": done[0][0] if done else 0.0,
                "done_at": done[-1][0] if done else 0.0,
                "after_first": sum(n for _, n in done[1:]), "cpu_s": busy, "stage_cpu_s": stages,
+               "steady_cpu_s": steady_cpu, "steady_frames": steady_frames,
                "state_mb": state / 1e6,
                "peak_rss_mb": sampler.stop() / 2**20, "errors": errors})
 
@@ -317,7 +333,7 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
             s3_cpu0, cam_cpu0 = _cpu(s3_pid), _cpu(feeder.pid)
             deadline = plan.start_at + seconds + drain_s
             for conn, shard in zip(conns, shards):
-                conn.send((len(shard.cameras) * int(seconds * fps), deadline))
+                conn.send((len(shard.cameras) * int(seconds * fps), deadline, plan.start_at + STEADY_AFTER_S))
             reports: list[Any] = [conn.recv() if conn.poll(seconds + drain_s + 120) else None for conn in conns]
             s3_cpu1, cam_cpu1 = _cpu(s3_pid), _cpu(feeder.pid)
             feeder.join(seconds + 60)
@@ -337,6 +353,8 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
     result.worker_cpu_cores = result.worker_cpu_s / span
     result.decode_cpu_s = sum(r["stage_cpu_s"]["decode"] for r in reports)
     result.analysis_cpu_s = sum(r["stage_cpu_s"]["detectors"] for r in reports)
+    result.steady_cpu_s = sum(r["steady_cpu_s"] for r in reports)
+    result.steady_frames = sum(r["steady_frames"] for r in reports)
     result.state_mb_per_camera = max((r["state_mb"] for r in reports), default=0.0)
     result.peak_rss_mb = max((r["peak_rss_mb"] for r in reports), default=0.0)
     result.workers = len(shards)
