@@ -71,7 +71,15 @@ def _notices(cameras=("cam-01", "cam-02")) -> FrameNotices:
     return FrameNotices(MqttSettings(topic_prefix="cw"), "notices-test", "frames", cameras)
 
 
+def _counted() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    return {r: REGISTRY.get_sample_value("citywatch_frame_notices_total", {"result": r}) or 0.0
+            for r in ("used", "ignored", "bad")}
+
+
 def test_a_notice_hands_out_its_camera_once_and_only_for_this_shard(caplog):
+    before = _counted()
     notices = _notices()
     notices._handle("cw/frames/new", notice_payload("frames", "cam-03/2026/12/08/20261208T031500.250Z.jpg", 1), False)
     notices._handle("cw/frames/new", notice_payload("frames", "cam-01#/../cam-02/x.jpg", 1), False)  # hostile
@@ -85,6 +93,8 @@ def test_a_notice_hands_out_its_camera_once_and_only_for_this_shard(caplog):
     assert notices.take(1.0) == ["cam-01"]
     assert notices.take(0.05) == []
     assert notices.fresh("cam-01", 5.0) and not notices.fresh("cam-02", 5.0)
+    after = _counted()  # the worker's /metrics shows them (citywatch_frame_notices_total)
+    assert {r: after[r] - before[r] for r in after} == {"used": 2, "ignored": 2, "bad": 1}
 
 
 def test_a_camera_is_taken_again_no_sooner_than_the_minimum_gap():

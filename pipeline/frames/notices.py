@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Iterable
 from urllib.parse import quote, unquote
 
+from prometheus_client import Counter
+
 from pipeline.common.text import printable
 from pipeline.config.endpoints import MqttSettings
 from pipeline.delivery.mqtt import Subscriber, make_client
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 EVENT = "s3:ObjectCreated:Put"
 MIN_GAP_S = 0.25  # s between two notice-driven batches of one camera
 MAX_NOTICE_BYTES = 64_000  # a MinIO event record is ~1-2 KB; anything far larger is not one
+
+
+NOTICES = Counter("citywatch_frame_notices", "New-frame notices a worker received, by result (used: "
+                  "named a camera of this worker; ignored: other cameras; bad: no S3 event record)", ["result"])
 
 
 class NoticeError(ValueError):
@@ -131,6 +137,7 @@ class FrameNotices(Subscriber):
             keys = notice_keys(payload, self.bucket)
         except NoticeError as exc:
             self.bad += 1
+            NOTICES.labels("bad").inc()
             log.warning("ignoring frame notice on %s: %s", printable(topic), exc)
             return
         # the camera is the key's first component; only this shard's ids count (an exact match, so
@@ -138,6 +145,7 @@ class FrameNotices(Subscriber):
         mine = {key.partition("/")[0] for key in keys} & self.cameras
         self.received += 1
         self.ignored += not mine
+        NOTICES.labels("used" if mine else "ignored").inc()
         if mine:
             with self._lock:
                 now = self._clock()
