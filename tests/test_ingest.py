@@ -204,3 +204,42 @@ def test_unreachable_stream_refused_without_leaking_credentials(store):
     with pytest.raises(IngestError, match="cannot open") as info:
         ingest(url, "cam", store, duration=1)
     assert "hunter2" not in str(info.value) and "127.0.0.1" in str(info.value)
+
+
+def test_cli_announces_each_frame_put_unless_told_not_to(s3_env, mqtt_broker, minio_client, tmp_path, monkeypatch):
+    """Each frame put is announced on <prefix>/frames/new (MinIO's event record), so a worker takes
+    it at once; --no-notify and an unreachable broker leave the frames to the workers' polling."""
+    from pipeline.app.embedded import free_port
+    from pipeline.config.settings import MqttSettings
+    from pipeline.delivery.mqtt import Subscriber
+    from pipeline.frames.notices import notice_keys
+
+    prefix = f"cwing-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "citywatch.yaml"
+    config.write_text(f"mqtt:\n  topic_prefix: {prefix}\n")
+    image = tmp_path / "scene.png"
+    cv2.imwrite(str(image), level_image(90))
+    heard: list[str] = []
+    monkeypatch.setenv("CITYWATCH_MQTT_URL", mqtt_broker)
+    settings = MqttSettings(url=mqtt_broker, topic_prefix=prefix)
+    with Subscriber(settings, f"ioc-{prefix}", [f"{prefix}/frames/new"],
+                    lambda topic, payload, retain: heard.extend(notice_keys(payload, "frames"))) as sub:
+        assert sub.wait_subscribed(10)
+        camera = f"note-{uuid.uuid4().hex[:8]}"
+        args = ["ingest", str(image), "--camera", camera, "--fps", "2", "--duration", "2", "--config", str(config)]
+        assert runner.invoke(app, args).exit_code == 0
+        keys = FrameStore(minio_client, "frames").list_new(camera, None, 100).keys
+        deadline = time.monotonic() + 5
+        while len(heard) < len(keys) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(keys) == 4 and sorted(heard) == keys
+        quiet = f"quiet-{uuid.uuid4().hex[:8]}"
+        assert runner.invoke(app, [*args[:3], quiet, *args[4:], "--no-notify"]).exit_code == 0
+        monkeypatch.setenv("CITYWATCH_MQTT_URL", f"mqtt://127.0.0.1:{free_port()}")  # nobody there
+        lonely = f"lonely-{uuid.uuid4().hex[:8]}"
+        out = runner.invoke(app, [*args[:3], lonely, *args[4:]])
+        assert out.exit_code == 0, out.output
+        time.sleep(0.3)
+    assert not [k for k in heard if k.startswith((quiet, lonely))]
+    for camera in (quiet, lonely):
+        assert len(FrameStore(minio_client, "frames").list_new(camera, None, 100).keys) == 4
