@@ -177,7 +177,8 @@ class WatchSession:
 
         A cycle that outlasts the interval (a backlog) is followed at once; quicker ones wait, so
         the object store is not asked to list every camera back to back (`citywatch bench`: at
-        60 cameras such lists cost S3 more than the frames themselves).
+        60 cameras such lists cost S3 more than the frames themselves). While waiting, the
+        cameras that new-frame notices name are processed as they come.
         """
         stats = SliceStats()
         deadline = time.monotonic() + duration_s
