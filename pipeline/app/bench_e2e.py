@@ -148,6 +148,7 @@ class E2EResult:
     #: The same after :data:`STEADY_AFTER_S` (0 when the run is too short to have that part)
     steady_cpu_s: float = 0.0
     steady_frames: int = 0
+    errors: list[str] = field(default_factory=list)
 
     def cpu_split_ms(self) -> tuple[float, float, float] | None:
         """Worker CPU ms per frame end to end (``worker_cpu_cores`` / ``e2e_fps``) split into
@@ -161,7 +162,6 @@ class E2EResult:
     def steady_cpu_ms(self) -> float | None:
         """Worker CPU ms per frame processed after :data:`STEADY_AFTER_S` (None: none were)."""
         return 1000.0 * self.steady_cpu_s / self.steady_frames if self.steady_frames else None
-    errors: list[str] = field(default_factory=list)
 
     def quantile(self, q: float) -> float | None:
         if not self.latencies_s:
@@ -223,8 +223,9 @@ def _work(plan: WorkerPlan, conn: Any) -> None:  # child process: one shard's wo
             stats = session.run_slice(SLICE_S)  # the watch flow's loop, in short slices
             processed += stats.frames
             errors.extend(e for e in stats.errors if e not in errors)
-        busy = _cpu(None) - cpu0
-        steady_cpu, steady_frames = (busy + cpu0 - steady[0], processed - steady[1]) if steady else (0.0, 0)
+        cpu1 = _cpu(None)
+        busy = cpu1 - cpu0
+        steady_cpu, steady_frames = (cpu1 - steady[0], processed - steady[1]) if steady else (0.0, 0)
         stages = {k: v - stages0[k] for k, v in _stage_cpu().items()}
         session.drain(10)
         state = max((state_bytes(a.detectors) for a in session.worker._analyzers.values()), default=0)
@@ -276,8 +277,9 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
             s3 = {"url": server.url, "access_key": worker.access_key, "secret_key": worker.secret_key,
                   "frames_bucket": "frames", "alerts_bucket": "alerts"}
             shards = []
+            mqtt = {"url": broker_url, "topic_prefix": prefix}
             for k in range(min(workers, cameras)):
-                config = {"s3": s3, "mqtt": {"url": broker_url, "topic_prefix": prefix},
+                config = {"s3": s3, "mqtt": mqtt,
                           "worker": {"name": f"{name}-{k}", "state_dir": str(work / f"state-{k}"),
                                      "poll_interval_s": poll_s, "max_frames_per_batch": 500,
                                      "frame_notices": notices},
@@ -285,7 +287,7 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
                 shards.append(WorkerPlan(config, ids[k::workers], threads))
             feed_s3 = {**s3, "access_key": ingest.access_key, "secret_key": ingest.secret_key}
             plan = FeedPlan(feed_s3, ids, fps, seconds, files, 0.0, str(work / "puts.json"), first_frame,
-                            mqtt={"url": broker_url, "topic_prefix": prefix} if notices else None)
+                            mqtt=mqtt if notices else None)
             result = _measure(config_from_dict(shards[0].config, env={}), shards, plan, ctx, server.pid,
                               drain_s, on_step)
             result.broker = broker_url

@@ -186,8 +186,6 @@ class WatchSession:
             started = time.monotonic()
             stats.merge(self.cycle())
             now = time.monotonic()
-            if now >= deadline:
-                return stats
             while (pause := min(started + self.config.worker.poll_interval_s, deadline) - now) > 0:
                 if self._notices is None:
                     time.sleep(pause)
@@ -233,13 +231,17 @@ class WatchSession:
             self._sender.join(SEND_WAIT_S + 5)
             self._sender = None
 
+    def _client_id(self, role: str) -> str:
+        """This worker's MQTT client id for ``role``, one per camera set (a shard's session)."""
+        shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
+        return f"citywatch-{role}-{self.config.worker.name}-{shard}"
+
     def _start_notices(self) -> None:
         """Subscribe to new-frame notices for this session's cameras (polling only if that fails)."""
         if not self.config.worker.frame_notices:
             return
-        shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
         try:
-            self._notices = FrameNotices(self.config.mqtt, f"citywatch-notices-{self.config.worker.name}-{shard}",
+            self._notices = FrameNotices(self.config.mqtt, self._client_id("notices"),
                                          self.config.s3.frames_bucket, self.camera_ids).start()
         except Exception as exc:  # noqa: BLE001 - notices only shorten latency; polling carries on
             log.warning("not listening for new-frame notices (polling every %.1f s): %s",
@@ -247,10 +249,8 @@ class WatchSession:
 
     def _start_ack_recorder(self) -> None:
         """Record operators' acks (``<prefix>/ack/+``) in the state store; one session per camera set."""
-        shard = hashlib.sha1(",".join(sorted(self.camera_ids)).encode()).hexdigest()[:8]
-        client_id = f"citywatch-acks-{self.config.worker.name}-{shard}"
         try:
-            recorder = AckRecorder(self.config.mqtt, client_id, self.worker.state.record_ack)
+            recorder = AckRecorder(self.config.mqtt, self._client_id("acks"), self.worker.state.record_ack)
             recorder.start()
             self._acks = recorder
         except Exception as exc:  # noqa: BLE001 - acks are a side channel; never stop the watch
