@@ -128,3 +128,27 @@ def test_the_worker_cpu_split_shares_the_end_to_end_figure():
     assert idle.cpu_split_ms() is None and idle.steady_cpu_ms() is None
     run.steady_cpu_s, run.steady_frames = 12.0, 1500  # the frames after the cold start
     assert run.steady_cpu_ms() == pytest.approx(8.0)
+
+
+def test_quiet_cameras_are_the_asked_share_spread_over_the_list():
+    from pipeline.app.bench_cameras import quiet_cameras
+
+    assert quiet_cameras(4, 0.0) == [False] * 4 and quiet_cameras(4, 1.0) == [True] * 4
+    assert quiet_cameras(10, 0.5) == [False, True] * 5
+    spread = quiet_cameras(83, 0.9)
+    assert sum(spread) == 75
+    fire = [c for c, quiet in enumerate(spread) if not quiet]
+    assert max(b - a for a, b in zip(fire, fire[1:])) <= 11, "the fire cameras are spread, not bunched"
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        quiet_cameras(4, 1.5)
+
+
+@pytest.mark.slow
+def test_cameras_on_the_quiet_scene_are_processed_and_raise_no_alert(mqtt_broker):
+    from pipeline.app.bench_e2e import run_e2e
+
+    result = run_e2e(2, 2.0, 14.0, workers=1, quiet_share=1.0, drain_s=10.0)
+    assert result.quiet_cameras == 2 and not result.errors
+    assert result.frames_put == result.frames_processed == 2 * 28
+    # the fire scene alerts within these 14 s (the bench command's test); the quiet street must not
+    assert result.alerts == 0 and not result.latencies_s

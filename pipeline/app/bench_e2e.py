@@ -1,6 +1,7 @@
 """End-to-end part of `citywatch bench`: cameras -> S3 -> WatchSession -> MQTT subscriber.
 
-``N`` simulated cameras put fire-scene JPEGs (a frame sure to trigger) into a real S3 server,
+``N`` simulated cameras (:mod:`pipeline.app.bench_cameras`) put fire-scene JPEGs (a frame sure
+to trigger; a share of them, optionally, the quiet scene) into a real S3 server,
 SeaweedFS (:class:`~pipeline.app.embedded_s3.SeaweedS3`, its own process on this machine), at ``M``
 frames/s each, from a separate process (cameras are elsewhere on a real site) with the
 least-privilege ``ingest`` identity; the workers use the ``worker`` identity. The cameras are split into shards,
@@ -21,7 +22,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from pipeline.app.bench import state_bytes, synthetic_jpegs
+from pipeline.app.bench_cameras import FeedPlan, quiet_cameras, run_cameras
 from pipeline.app.embedded import MosquittoProcess, port_open
 from pipeline.app.embedded_s3 import SeaweedS3
 from pipeline.config.settings import WorkerSettings, config_from_dict
@@ -49,77 +50,6 @@ STEADY_AFTER_S = 15.0
 
 
 @dataclass
-class FeedPlan:
-    """What the camera process puts: ``cameras`` x ``fps`` frames/s for ``seconds``."""
-
-    s3: dict
-    cameras: list[str]
-    fps: float
-    seconds: float
-    frame_files: list[str]
-    start_at: float
-    out_file: str
-    first_frame: int = 0
-    threads: int = 8
-    #: MQTT settings to announce each put on (a new-frame notice, as `citywatch ingest` and MinIO's
-    #: bucket notifications do); None: the workers find frames by polling only
-    mqtt: dict | None = None
-
-
-def _feed(plan: FeedPlan) -> None:  # child process: the cameras
-    from pipeline.config.settings import S3Settings
-    from pipeline.frames.store import FrameStore, make_minio
-
-    jpegs = [Path(p).read_bytes() for p in plan.frame_files]
-    notices = None
-    if plan.mqtt is not None:
-        from pipeline.config.endpoints import MqttSettings
-        from pipeline.frames.notices import start_notice_publisher
-
-        notices = start_notice_publisher(MqttSettings(**plan.mqtt), f"bench-cameras-{uuid.uuid4().hex[:8]}",
-                                         plan.s3["frames_bucket"])
-    store = FrameStore(make_minio(S3Settings(**plan.s3)), plan.s3["frames_bucket"], on_put=notices)
-    count = int(plan.seconds * plan.fps)
-    n = len(plan.cameras)
-    puts: dict[str, float] = {}
-    lock = threading.Lock()
-    # A camera uploads its frames one after the other, in time order (the key contract): frame i+1
-    # of a camera waits for frame i's put, so a slow put never lets a later key land first (the
-    # worker's checkpoint would step over the earlier one). Tasks are submitted in time order, so
-    # a waiting task's predecessor is already running or done.
-    turn = [threading.Condition() for _ in plan.cameras]
-    next_frame = [0] * len(plan.cameras)
-
-    def put(camera_index: int, i: int, due: float) -> None:
-        camera = plan.cameras[camera_index]
-        jpeg = jpegs[(plan.first_frame + camera_index * 3 + i) % len(jpegs)]  # cameras at different phases
-        issued = time.time()
-        with turn[camera_index]:
-            turn[camera_index].wait_for(lambda: next_frame[camera_index] == i)
-        try:
-            key = store.put_frame(camera, due, jpeg, test=True)
-            with lock:
-                puts[key] = issued
-        finally:
-            with turn[camera_index]:
-                next_frame[camera_index] = i + 1
-                turn[camera_index].notify_all()
-
-    schedule = sorted((plan.start_at + (c / n + i) / plan.fps, c, i) for c in range(n) for i in range(count))
-    with ThreadPoolExecutor(plan.threads) as pool:
-        futures = []
-        for due, c, i in schedule:
-            delay = due - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            futures.append(pool.submit(put, c, i, due))
-        errors = [str(f.exception()) for f in futures if f.exception() is not None]
-    if notices is not None:
-        notices.stop()
-    Path(plan.out_file).write_text(json.dumps({"puts": puts, "errors": errors[:5], "ended": time.time()}))
-
-
-@dataclass
 class E2EResult:
     """Throughput, alert latency and memory of one end-to-end run."""
 
@@ -137,6 +67,7 @@ class E2EResult:
     cameras_cpu_cores: float = 0.0
     broker: str = ""
     workers: int = 1
+    quiet_cameras: int = 0  # cameras playing the quiet scene (no event) instead of the fire scene
     put_fps: float = 0.0  # the rate the cameras managed to put (below offered when S3 lags)
     #: Workers' CPU seconds over the timed window: all of it (what ``worker_cpu_cores`` spreads over
     #: the span), and of it the reduced decode and the analysis (detectors, verifiers, alert
@@ -248,14 +179,17 @@ def _stage_cpu() -> dict[str, float]:
 
 def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] = (1280, 720),
             workers: int = 2, threads: int = THREADS, poll_s: float = POLL_S, first_frame: int = 10,
-            drain_s: float = 30.0, notices: bool = True, on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
+            drain_s: float = 30.0, notices: bool = True, quiet_share: float = 0.0,
+            on_step: Callable[[str], None] = lambda _: None) -> E2EResult:
     """Feed ``cameras`` x ``fps`` frames/s for ``seconds`` and measure what reaches the subscriber.
 
     The cameras are split into ``workers`` shards, each watched by its own process (one flow run
     per shard, as on an edge server with a shard per core). Camera ``c`` plays the 2 frames/s
     fire scene from frame ``first_frame + 3c`` (frame 10 is the fire's onset), looping; a fresh
     detector judges fire after about 5 s of frames. With ``notices`` the cameras announce each put
-    on MQTT (as `citywatch ingest` does) and the workers process a camera on its notice."""
+    on MQTT (as `citywatch ingest` does) and the workers process a camera on its notice. A
+    ``quiet_share`` of the cameras plays the quiet street scene instead (no event: what most
+    cameras of a city show; see :mod:`pipeline.app.bench_cameras`)."""
     if cameras < 1 or fps <= 0 or seconds <= 0 or workers < 1:
         raise ValueError(f"need cameras >= 1, fps > 0, seconds > 0, workers >= 1 "
                          f"(got {cameras}, {fps}, {seconds}, {workers})")
@@ -263,10 +197,9 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
     with tempfile.TemporaryDirectory(prefix="citywatch-bench-") as tmp, _Broker() as broker_url:
         work = Path(tmp)
         on_step(f"rendering {size[0]}x{size[1]} fire-scene frames")
-        files = []
-        for i, (_, jpeg) in enumerate(synthetic_jpegs(*size)):
-            files.append(str(work / f"{i:04d}.jpg"))
-            Path(files[-1]).write_bytes(jpeg)
+        files = _write_frames(work / "fire", synthetic_jpegs(*size))
+        quiet = quiet_cameras(cameras, quiet_share)
+        quiet_files = _write_frames(work / "quiet", synthetic_jpegs(*size, scene="quiet")) if any(quiet) else []
         with SeaweedS3(workdir=work / "s3") as server:
             server.client().make_bucket("frames")
             server.client().make_bucket("alerts")
@@ -287,12 +220,21 @@ def run_e2e(cameras: int, fps: float, seconds: float, *, size: tuple[int, int] =
                 shards.append(WorkerPlan(config, ids[k::workers], threads))
             feed_s3 = {**s3, "access_key": ingest.access_key, "secret_key": ingest.secret_key}
             plan = FeedPlan(feed_s3, ids, fps, seconds, files, 0.0, str(work / "puts.json"), first_frame,
-                            mqtt=mqtt if notices else None)
+                            quiet_files=quiet_files, quiet=quiet, mqtt=mqtt if notices else None)
             result = _measure(config_from_dict(shards[0].config, env={}), shards, plan, ctx, server.pid,
                               drain_s, on_step)
             result.broker = broker_url
+            result.quiet_cameras = sum(quiet)
             result.s3_startup_s = server.startup_s or 0.0
             return result
+
+
+def _write_frames(folder: Path, frames: list[tuple[float, bytes]]) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [str(folder / f"{i:04d}.jpg") for i in range(len(frames))]
+    for file, (_, jpeg) in zip(files, frames):
+        Path(file).write_bytes(jpeg)
+    return files
 
 
 def _cpu(pid: int | None) -> float:
@@ -329,7 +271,7 @@ def _measure(config, shards: list[WorkerPlan], plan: FeedPlan, ctx, s3_pid: int 
                 if not conn.poll(120) or conn.recv() != "ready":
                     raise RuntimeError("a worker process did not start within 120 s")
             plan.start_at = time.time() + 1.0
-            feeder = ctx.Process(target=_feed, args=(plan,), daemon=True)
+            feeder = ctx.Process(target=run_cameras, args=(plan,), daemon=True)
             on_step(f"feeding {len(ids)} cameras x {fps:g} frames/s for {seconds:g} s")
             feeder.start()
             s3_cpu0, cam_cpu0 = _cpu(s3_pid), _cpu(feeder.pid)

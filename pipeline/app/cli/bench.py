@@ -26,17 +26,18 @@ TARGETS = {"ratio_720p": (">=", 0.6), "ratio_1080p": (">=", 0.6), "e2e_fps": (">
 
 def run_all(cameras: int, fps: float, seconds: float, repeats: int, frames: int | None, threads: int,
             e2e_size: str, poll_s: float = POLL_S, workers: int = 2, echo=lambda _: None,
-            notices: bool = True) -> dict[str, Any]:
+            notices: bool = True, quiet_share: float = 0.0) -> dict[str, Any]:
     """Every measurement of the bench as one JSON-able dict (the keys of ``--json``)."""
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                           "load_1min_start": round(load_average(), 2)},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     report.update(micro_bench(frames=frames, repeats=repeats, on_step=echo))
     e2e = run_e2e(cameras, fps, seconds, size=SIZES[e2e_size], threads=threads, poll_s=poll_s,
-                  workers=workers, notices=notices, on_step=echo)
+                  workers=workers, notices=notices, quiet_share=quiet_share, on_step=echo)
     report.update({
         "e2e_cameras": cameras, "e2e_fps_per_camera": fps, "e2e_seconds": seconds, "e2e_frame_size": e2e_size,
         "e2e_workers": e2e.workers, "e2e_threads": threads, "e2e_poll_interval_s": poll_s, "e2e_frame_notices": notices,
+        "e2e_quiet_share": quiet_share, "e2e_quiet_cameras": e2e.quiet_cameras,
         "e2e_offered_fps": e2e.offered_fps,
         "e2e_put_fps": e2e.put_fps, "e2e_fps": e2e.e2e_fps,
         "e2e_frames_put": e2e.frames_put, "e2e_frames_processed": e2e.frames_processed,
@@ -74,6 +75,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _quiet_note(report: dict[str, Any]) -> str:
+    quiet = report.get("e2e_quiet_cameras") or 0
+    return f", {quiet} of them on the quiet scene" if quiet else ""
+
+
 def _verdict(key: str, value: Any) -> str:
     if key not in TARGETS or value is None:
         return ""
@@ -99,7 +105,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     rows += [
         (f"end to end: {report['e2e_cameras']} cameras x {report['e2e_fps_per_camera']:g}/s offered, "
          f"{report['e2e_workers']} worker process(es), "
-         f"{'new-frame notices' if report.get('e2e_frame_notices') else 'polling only'}", "e2e_offered_fps"),
+         f"{'new-frame notices' if report.get('e2e_frame_notices') else 'polling only'}"
+         f"{_quiet_note(report)}", "e2e_offered_fps"),
         ("frames/s the cameras managed to put", "e2e_put_fps"),
         ("end to end sustained (frames/s)", "e2e_fps"), ("workers' CPU (cores busy)", "worker_cpu_cores"),
         ("S3 server (SeaweedFS, same box) CPU (cores)", "s3_cpu_cores"),
@@ -149,6 +156,9 @@ def bench_command(
     poll: float = typer.Option(POLL_S, "--poll", min=0.05, max=60.0, help="End to end: the worker's poll_interval_s (its default)"),
     notices: bool = typer.Option(True, "--notices/--no-notices", help="End to end: the cameras announce each "
                                  "put on MQTT and the workers process a camera on its notice (off: polling only)"),
+    quiet_share: float = typer.Option(0.0, "--quiet-share", min=0.0, max=1.0,
+                                      help="End to end: share of the cameras that play the quiet street scene "
+                                      "(no event, as most of a city's cameras) instead of the fire scene"),
 ) -> None:
     """Measure decode and full-path frames/s (720p, 1080p, one core), end-to-end frames/s and alert
     latency through S3, the worker and MQTT, detector state and worker memory."""
@@ -159,7 +169,8 @@ def bench_command(
         for name in ("pipeline.processing.worker", "pipeline.delivery.publisher", "pipeline.processing.runner"):
             logging.getLogger(name).setLevel(logging.WARNING)
     report = run_all(cameras, fps, seconds, repeats, frames, threads, e2e_size, poll, workers,
-                     echo=lambda msg: err.print(f"[dim]{msg} ...[/dim]"), notices=notices)
+                     echo=lambda msg: err.print(f"[dim]{msg} ...[/dim]"), notices=notices,
+                     quiet_share=quiet_share)
     out = Console() if Console().is_terminal else Console(width=120)
     print_report(report, out)
     if json_out:
