@@ -15,7 +15,8 @@ candidate for hours), or while the classical flood cues call water that the scen
 confirmed; and every ``step_s`` (:data:`STEP_S`) while a decision is being *confirmed*: a type
 scored on the other side of its threshold than its state. A type turns on after :data:`CONFIRM`
 consecutive scorings at or above its threshold and off after as many below it, so one odd frame
-neither starts nor ends an incident. Between scorings the decision holds; an ongoing event is
+neither starts nor ends an incident; once on, "below" means below :data:`RELEASE_P` where the
+threshold is higher (hysteresis: a fitted 0.9 guards the start, not the end). Between scorings the decision holds; an ongoing event is
 re-checked at the idle pace.
 Scorings fall on a fixed grid of frame time (the first frame of each step-long slot), so replays
 of a stream score the same frames. A *scene change* also rescores, at most every ``step_s``: a
@@ -65,6 +66,11 @@ CONFIRM = 2  # consecutive scorings on the same side of the threshold that switc
 #: thresholds (0.8-0.9) guard the scene alone against false alarms; two independent witnesses
 #: (flame motion and the scene) need less from each.
 CORROBORATED_P = 0.5
+#: P below which a type that is on counts against it (when its threshold is higher): hysteresis.
+#: A fitted threshold (fire 0.9) guards the start against false alarms; once on, an event holds
+#: until the scene is no longer for it (the heads' indifference point), so a burning scene whose
+#: P wavers between 0.6 and 0.95 neither flaps nor is rescored every STEP_S to confirm a switch.
+RELEASE_P = 0.5
 CHANGE_LEVELS = 24.0  # median absolute grey-level change of the thumbnail cells that makes a new scene
 THUMBNAIL = (16, 9)  # px (w, h) of the grey thumbnail the scene-change test compares
 
@@ -124,8 +130,10 @@ class _TypeState:
     on: bool = False
 
     def update(self, p: float, threshold: float, confirm: int) -> None:
+        """One scoring: ``confirm`` in a row at or above ``threshold`` switch the type on; once on,
+        as many below ``threshold`` or :data:`RELEASE_P`, whichever is lower, switch it off."""
         self.p = p
-        if p >= threshold:
+        if p >= (min(threshold, RELEASE_P) if self.on else threshold):
             self.above, self.below = self.above + 1, 0
         else:
             self.above, self.below = 0, self.below + 1

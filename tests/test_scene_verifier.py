@@ -14,6 +14,7 @@ from detectors.scene import (
     CONFIRM,
     CORROBORATED_P,
     IDLE_STEP_S,
+    RELEASE_P,
     STEP_S,
     WARMUP_S,
     SceneHead,
@@ -117,6 +118,26 @@ def test_a_type_switches_after_confirm_scorings_on_the_same_side():
     states = [_by_type(verifier.verify(FRAME, float(t), _findings()))["smoke"].active for t in range(len(logits))]
     assert CONFIRM == 2
     assert states == [False, False, False, True, True, True, True, False]
+
+
+def test_a_type_that_is_on_holds_until_its_p_falls_below_the_release_level():
+    """Hysteresis: a fitted threshold of 0.9 starts the event; once on, P wavering between 0.6
+    and 0.9 holds it (and is not rescored every STEP_S to confirm a switch); two scorings below
+    RELEASE_P end it."""
+    def logit(p: float) -> float:
+        return float(np.log(p / (1 - p)))
+    ps = [0.95, 0.95, 0.7, 0.6, 0.75, 0.4, 0.3, 0.7, 0.95]
+    model, embedder = _model([logit(p) for p in ps], types=("smoke",), threshold=0.9)
+    verifier = SceneVerifier(model, step_s=1.0, idle_step_s=1.0)
+    states = [_by_type(verifier.verify(FRAME, float(t), _findings()))["smoke"].active for t in range(len(ps))]
+    assert RELEASE_P == 0.5 < 0.6
+    assert states == [False, True, True, True, True, True, False, False, False]
+    # at the shipped paces a burning scene that wavers under its threshold stays at the idle pace
+    model, embedder = _model([logit(0.95), logit(0.95)] + [logit(0.7)] * 200, types=("smoke",), threshold=0.9)
+    verifier = SceneVerifier(model, warmup_s=0.0)
+    for t in np.arange(0.0, 120.0, 0.5):
+        verifier.verify(FRAME, float(t), _findings())
+    assert embedder.calls == 2 + int((120 - 20) / IDLE_STEP_S), "no confirmation scorings while it holds"
 
 
 def test_fire_needs_flame_colour_and_flood_needs_a_road():
