@@ -16,8 +16,8 @@ confirmed; and every ``step_s`` (:data:`STEP_S`) while a decision is being *conf
 scored on the other side of its threshold than its state. A type turns on after :data:`CONFIRM`
 consecutive scorings at or above its threshold and off after as many below it, so one odd frame
 neither starts nor ends an incident; once on, "below" means below :data:`RELEASE_P` where the
-threshold is higher (hysteresis: a fitted 0.9 guards the start, not the end). Between scorings the decision holds; an ongoing event is
-re-checked at the idle pace.
+threshold is higher (hysteresis: a fitted 0.9 guards the start, not the end). Between scorings
+the decision holds; an ongoing event is re-checked at the idle pace.
 Scorings fall on a fixed grid of frame time (the first frame of each step-long slot), so replays
 of a stream score the same frames. A *scene change* also rescores, at most every ``step_s``: a
 camera turned to a new view, a cut in a news feed, smoke filling the view. It is measured on a
