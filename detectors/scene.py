@@ -10,9 +10,10 @@ every ``step_s`` for the first ``warmup_s`` (:data:`WARMUP_S`) of frame time of 
 camera, a restarted worker, a replayed clip: an event already under way is raised within
 seconds, not after the idle step); then every ``idle_step_s`` (:data:`IDLE_STEP_S`) of frame
 time; every ``candidate_step_s`` (:data:`CANDIDATE_STEP_S`) while the fire detector sees
-flame-coloured pixels, until fire and smoke are both on (a street lamp at night stays a
-candidate for hours), or while the classical flood cues call water that the scene has not
-confirmed; and every ``step_s`` (:data:`STEP_S`) while a decision is being *confirmed*: a type
+flame-coloured pixels, until fire and smoke are both on, backing off (6, 12, then 20 s) while
+its scorings find both below :data:`UNLIKELY_P` (a street lamp at night stays a candidate for
+hours) until the flame colour goes or its share doubles; or while the classical flood cues call
+water that the scene has not confirmed; and every ``step_s`` (:data:`STEP_S`) while a decision is being *confirmed*: a type
 scored on the other side of its threshold than its state. A type turns on after :data:`CONFIRM`
 consecutive scorings at or above its threshold and off after as many below it, so one odd frame
 neither starts nor ends an incident; once on, "below" means below :data:`RELEASE_P` where the
@@ -52,7 +53,7 @@ import cv2
 import numpy as np
 
 from detectors.base import Finding
-from detectors.verifier import flame_colour
+from detectors.verifier import CANDIDATE_PCT, flame_colour
 
 EVENT_TYPES = ("fire", "smoke", "flood")
 INPUT_SIZE = 224  # px, square: the backbone's training size
@@ -71,6 +72,9 @@ CORROBORATED_P = 0.5
 #: until the scene is no longer for it (the heads' indifference point), so a burning scene whose
 #: P wavers between 0.6 and 0.95 neither flaps nor is rescored every STEP_S to confirm a switch.
 RELEASE_P = 0.5
+#: P(fire) and P(smoke) both below this at a scoring: the flame colour in view is unlikely to be a
+#: fire (a street lamp, a red sign); the candidate pace backs off, doubling per such scoring.
+UNLIKELY_P = 0.25
 CHANGE_LEVELS = 24.0  # median absolute grey-level change of the thumbnail cells that makes a new scene
 THUMBNAIL = (16, 9)  # px (w, h) of the grey thumbnail the scene-change test compares
 
@@ -159,6 +163,9 @@ class SceneVerifier:
         self._thumbnail: np.ndarray | None = None
         self._states = {name: _TypeState() for name in model.heads}
         self._corroborated = _TypeState()  # fire at CORROBORATED_P, for flames the classical cues see
+        #: consecutive scorings of the flame colour now in view with P(fire) and P(smoke) below
+        #: UNLIKELY_P, and the flame-coloured share at the last of them
+        self._unlikely, self._unlikely_pct = 0, 0.0
 
     def _step(self, ts: float, findings: list[Finding]) -> float:
         if self._start_ts is not None and ts - self._start_ts < self.warmup_s - 1e-9:
@@ -167,7 +174,10 @@ class SceneVerifier:
             return self.step_s  # confirming a switch
         burning = [self._states[t].on for t in ("fire", "smoke") if t in self._states]
         if not (burning and all(burning)) and any(f.type == "fire" and flame_colour(f) for f in findings):
-            return self.candidate_step_s  # a fire or its smoke may be starting; once both are on: idle
+            # a fire or its smoke may be starting (once both are on: idle); each scoring that
+            # finds both unlikely doubles the step, up to the idle one (a street lamp at night),
+            # until the flame colour goes or its share doubles (something new is burning)
+            return min(self.idle_step_s, self.candidate_step_s * 2 ** self._unlikely)
         flood = self._states.get("flood")
         if flood is not None and not flood.on and any(f.type == "flood" and f.active for f in findings):
             return self.candidate_step_s  # the classical water cues propose a flood
@@ -192,6 +202,9 @@ class SceneVerifier:
     def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
         """``findings`` with fire, smoke and flood decided by the scene model."""
         new_stream = self._last_ts is None or ts < self._last_ts  # the first frame, or time went back
+        pct = max((f.measurements.get("candidate_pct", 0.0) for f in findings if f.type == "fire"), default=0.0)
+        if new_stream or pct < CANDIDATE_PCT or pct >= 2 * self._unlikely_pct + CANDIDATE_PCT:
+            self._unlikely = 0  # no flame colour, or much more of it: the candidate pace again
         if new_stream or self._due(ts, findings, frame):  # the thumbnail only when compared or kept
             for name, p in self.model.probabilities(frame).items():
                 self._states[name].update(p, self.model.heads[name].threshold, self.confirm)
@@ -201,6 +214,10 @@ class SceneVerifier:
                 self._start_ts = ts
             self._last_ts, self._thumbnail = ts, self.thumbnail(frame)
             self.scorings += 1
+            unlikely = pct >= CANDIDATE_PCT and \
+                all(self._states[t].p < UNLIKELY_P for t in ("fire", "smoke") if t in self._states)
+            self._unlikely = min(self._unlikely + 1, 8) if unlikely else 0
+            self._unlikely_pct = pct
         fire = next((f for f in findings if f.type == "fire"), None)
         live = self.scorings > 0 if fire is None else \
             fire.ready and fire.measurements.get("static_scene", 0.0) < 1.0

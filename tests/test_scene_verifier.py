@@ -16,6 +16,7 @@ from detectors.scene import (
     IDLE_STEP_S,
     RELEASE_P,
     STEP_S,
+    UNLIKELY_P,
     WARMUP_S,
     SceneHead,
     SceneModel,
@@ -72,7 +73,7 @@ def test_scores_first_frame_then_idle_steps_candidate_steps_and_fast_steps_to_co
     for t in np.arange(0.0, 60.0, 0.5):
         verifier.verify(FRAME, float(t), _findings())
     assert embedder.calls == int(60 / IDLE_STEP_S), "a quiet camera is scored every idle step"
-    model, embedder = _model([-5.0])
+    model, embedder = _model([float(np.log(0.4 / 0.6))])  # P 0.4: below the threshold, not unlikely
     verifier = SceneVerifier(model, warmup_s=0.0)
     for t in np.arange(0.0, 60.0, 0.5):
         verifier.verify(FRAME, float(t), _findings(candidate_pct=1.0))
@@ -179,6 +180,37 @@ def test_flames_the_classical_cues_see_burning_need_less_of_the_scene():
     assert fire_after(classical_active=True)
     assert not fire_after(classical_active=False), "the scene alone must reach its own threshold"
     assert not fire_after(classical_active=True, static=True), "a still has no flame motion to corroborate"
+
+
+def test_flame_colour_the_scene_finds_unlikely_backs_off_until_it_goes_or_grows():
+    """A street lamp at night: flame-coloured pixels for hours, P(fire) and P(smoke) far below
+    UNLIKELY_P. Each such scoring doubles the candidate step (6, 12, then the idle 20 s); a frame
+    without flame colour, or twice the flame-coloured share, brings the candidate pace back."""
+    def scoring_times(pcts: list[float]) -> list[float]:
+        model, embedder = _model([-5.0], types=("fire", "smoke"))
+        verifier = SceneVerifier(model, warmup_s=0.0)
+        times = []
+        for i, pct in enumerate(pcts):
+            calls = embedder.calls
+            verifier.verify(FRAME, i * 0.5, _findings(candidate_pct=pct))
+            if embedder.calls > calls:
+                times.append(i * 0.5)
+        return times
+    assert 1 / (1 + np.exp(5.0)) < UNLIKELY_P
+    lamp = scoring_times([1.0] * 240)  # two minutes
+    # 0: unlikely -> step 12 (the grid slot at 12); 12: unlikely again -> 24, capped at the idle 20
+    assert lamp == [0.0, 12.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+    assert len(scoring_times([1.0] * 240)) < 120 / CANDIDATE_STEP_S / 2, "against 20 without the backoff"
+    # the lamp goes off for one frame at 70 s: the candidate pace again (a new slot of its grid at once)
+    gap = scoring_times([1.0] * 140 + [0.0] + [1.0] * 99)
+    assert gap[:5] == lamp[:5] and gap[5:7] == [70.5, 72.0]
+    # at 70 s the flame-coloured share triples (something new burns near the lamp): rescored at once
+    grows = scoring_times([1.0] * 140 + [3.0] * 100)
+    assert grows[:5] == lamp[:5] and grows[5:7] == [70.0, 72.0]
+    # a quiet camera (no flame colour) whose idle scorings are all unlikely: flame colour that
+    # appears at 80 s is looked at on the candidate grid from its first frame, as before
+    quiet = scoring_times([0.0] * 160 + [1.0] * 40)
+    assert quiet == [0.0, 20.0, 40.0, 60.0, 80.0, 84.0]
 
 
 def test_an_ongoing_fire_is_rechecked_at_the_idle_pace():
