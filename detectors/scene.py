@@ -13,12 +13,13 @@ time; every ``candidate_step_s`` (:data:`CANDIDATE_STEP_S`) while the fire detec
 flame-coloured pixels, until fire and smoke are both on, backing off (6, 12, then 20 s) while
 its scorings find both below :data:`UNLIKELY_P` (a street lamp at night stays a candidate for
 hours) until the flame colour goes or its share doubles; or while the classical flood cues call
-water that the scene has not confirmed; and every ``step_s`` (:data:`STEP_S`) while a decision is being *confirmed*: a type
-scored on the other side of its threshold than its state. A type turns on after :data:`CONFIRM`
-consecutive scorings at or above its threshold and off after as many below it, so one odd frame
-neither starts nor ends an incident; once on, "below" means below :data:`RELEASE_P` where the
-threshold is higher (hysteresis: a fitted 0.9 guards the start, not the end). Between scorings
-the decision holds; an ongoing event is re-checked at the idle pace.
+water that the scene has not confirmed; and every ``step_s`` (:data:`STEP_S`) while a decision
+is being *confirmed*: a type scored on the other side of its threshold than its state. A type
+turns on after :data:`CONFIRM` consecutive scorings at or above its threshold and off after as
+many below it, so one odd frame neither starts nor ends an incident; once on, "below" means
+below :data:`RELEASE_P` where the threshold is higher (hysteresis: a fitted 0.9 guards the
+start, not the end). Between scorings the decision holds; an ongoing event is re-checked at the
+idle pace.
 Scorings fall on a fixed grid of frame time (the first frame of each step-long slot), so replays
 of a stream score the same frames. A *scene change* also rescores, at most every ``step_s``: a
 camera turned to a new view, a cut in a news feed, smoke filling the view. It is measured on a
@@ -164,7 +165,8 @@ class SceneVerifier:
         self._states = {name: _TypeState() for name in model.heads}
         self._corroborated = _TypeState()  # fire at CORROBORATED_P, for flames the classical cues see
         #: consecutive scorings of the flame colour now in view with P(fire) and P(smoke) below
-        #: UNLIKELY_P, and the flame-coloured share at the last of them
+        #: UNLIKELY_P (capped: 2**8 candidate steps are far past the idle one), and the
+        #: flame-coloured share at the last scoring
         self._unlikely, self._unlikely_pct = 0, 0.0
 
     def _step(self, ts: float, findings: list[Finding]) -> float:
@@ -202,7 +204,8 @@ class SceneVerifier:
     def verify(self, frame: np.ndarray, ts: float, findings: list[Finding]) -> list[Finding]:
         """``findings`` with fire, smoke and flood decided by the scene model."""
         new_stream = self._last_ts is None or ts < self._last_ts  # the first frame, or time went back
-        pct = max((f.measurements.get("candidate_pct", 0.0) for f in findings if f.type == "fire"), default=0.0)
+        pct = max((f.measurements.get("candidate_pct", 0.0) for f in findings if f.type == "fire"),
+                  default=0.0)  # the flame-coloured share
         if new_stream or pct < CANDIDATE_PCT or pct >= 2 * self._unlikely_pct + CANDIDATE_PCT:
             self._unlikely = 0  # no flame colour, or much more of it: the candidate pace again
         if new_stream or self._due(ts, findings, frame):  # the thumbnail only when compared or kept

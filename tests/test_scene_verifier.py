@@ -128,7 +128,7 @@ def test_a_type_that_is_on_holds_until_its_p_falls_below_the_release_level():
     def logit(p: float) -> float:
         return float(np.log(p / (1 - p)))
     ps = [0.95, 0.95, 0.7, 0.6, 0.75, 0.4, 0.3, 0.7, 0.95]
-    model, embedder = _model([logit(p) for p in ps], types=("smoke",), threshold=0.9)
+    model, _ = _model([logit(p) for p in ps], types=("smoke",), threshold=0.9)
     verifier = SceneVerifier(model, step_s=1.0, idle_step_s=1.0)
     states = [_by_type(verifier.verify(FRAME, float(t), _findings()))["smoke"].active for t in range(len(ps))]
     assert RELEASE_P == 0.5 < 0.6
@@ -200,7 +200,7 @@ def test_flame_colour_the_scene_finds_unlikely_backs_off_until_it_goes_or_grows(
     lamp = scoring_times([1.0] * 240)  # two minutes
     # 0: unlikely -> step 12 (the grid slot at 12); 12: unlikely again -> 24, capped at the idle 20
     assert lamp == [0.0, 12.0, 20.0, 40.0, 60.0, 80.0, 100.0]
-    assert len(scoring_times([1.0] * 240)) < 120 / CANDIDATE_STEP_S / 2, "against 20 without the backoff"
+    assert len(lamp) < 120 / CANDIDATE_STEP_S / 2, "against 20 without the backoff"
     # the lamp goes off for one frame at 70 s: the candidate pace again (a new slot of its grid at once)
     gap = scoring_times([1.0] * 140 + [0.0] + [1.0] * 99)
     assert gap[:5] == lamp[:5] and gap[5:7] == [70.5, 72.0]
